@@ -1,0 +1,14 @@
+"""spark-submit entry point for the halo-lrg LRG-count job.
+
+Takes exactly the flags of ``halo-lrg run`` (see ``--help``); the master and Spark settings
+come from spark-submit. The package travels with ``--py-files`` (the wheel on YARN/EMR; the
+same bytes under a .zip name on local and standalone masters, which import only .zip/.egg)::
+
+    spark-submit --master yarn --py-files halo_lrg-0.1.0-py3-none-any.whl \\
+        jobs/lrg_density.py --index s3://bucket/sweeps.txt --output s3://bucket/run1
+"""
+
+from halo_lrg.cli import run_command
+
+if __name__ == "__main__":
+    run_command(prog_name="lrg_density.py")

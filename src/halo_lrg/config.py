@@ -1,0 +1,205 @@
+"""One typed configuration object, loaded from ``conf/halo-lrg.toml``.
+
+Priority, lowest first: the packaged defaults (``conf/halo-lrg.toml``, shipped in the wheel
+as ``halo_lrg/defaults.toml``), a user file (``--config`` or ``HALO_LRG_CONFIG``), environment
+variables ``HALO_LRG_<SECTION>__<KEY>``, then explicit overrides (command-line flags).
+
+Every key the program reads is a field here, so a typo in a file or variable is an error that
+names it rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, TypeVar, Union, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.9/3.10 (EMR)
+    import tomli as tomllib
+
+ENV_PREFIX = "HALO_LRG_"
+ENV_CONFIG_FILE = "HALO_LRG_CONFIG"
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+
+class ConfigError(ValueError):
+    """A configuration file, variable or value is wrong; the message says which."""
+
+
+@dataclass(frozen=True)
+class CutsConfig:
+    selection: str
+    lrg_z_mag_max: float
+    lrg_min_r_minus_z: float
+    lrg_min_z_minus_w1: float
+    unknown_release_photsys: str
+
+
+@dataclass(frozen=True)
+class ReadConfig:
+    chunk_rows: int
+    fast_path: bool
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    master: str
+    on_error: str
+    max_sweeps: int
+    app_name: str
+    shuffle_partitions: int
+    progress_interval: float
+    driver_memory: str
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    files: int
+    rows: int
+    seed: int
+    release_10002_fraction: float
+    ra_start: float
+    dec_start: float
+    object_density: float
+    lrg_density: float
+
+
+@dataclass(frozen=True)
+class Config:
+    cuts: CutsConfig
+    read: ReadConfig
+    run: RunConfig
+    synth: SynthConfig
+
+    def replace(self, **sections: Mapping[str, Any]) -> Config:
+        """A copy with some keys changed: ``cfg.replace(run={"master": "local[2]"})``.
+
+        ``None`` values are ignored, so unset command-line flags can be passed straight in.
+        """
+        return _apply(self, {s: {k: v for k, v in kv.items() if v is not None}
+                             for s, kv in sections.items()}, origin="override")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, target: Any, where: str) -> Any:
+    """Convert a TOML or environment value to the field's declared type."""
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if target in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = target(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {target.__name__}, got {value!r}") from None
+        if target is int and isinstance(value, float) and value != number:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if target is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    origin = getattr(target, "__origin__", None)
+    if origin is Union:  # Optional[X]
+        args = [a for a in target.__args__ if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], where)
+    if origin in (list, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_type,) = target.__args__[:1]
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, item_type, where)
+                     for v in items)
+    return value
+
+
+def _apply(cfg: T, updates: Mapping[str, Mapping[str, Any]], origin: str) -> T:
+    section_types = get_type_hints(type(cfg))
+    new_sections = {}
+    for section, values in updates.items():
+        if section not in section_types:
+            known = ", ".join(sorted(section_types))
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {known})")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{origin}: [{section}] must be a table of keys")
+        current = getattr(cfg, section)
+        field_types = get_type_hints(type(current))
+        changes = {}
+        for key, value in values.items():
+            if key not in field_types:
+                known = ", ".join(f.name for f in fields(current))
+                raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {known})")
+            changes[key] = _coerce(value, field_types[key], f"{origin}: {section}.{key}")
+        new_sections[section] = dataclasses.replace(current, **changes)
+    return dataclasses.replace(cfg, **new_sections)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _from_defaults(data: Mapping[str, Any]) -> Config:
+    """Build the Config from the defaults file, which must set every key."""
+    sections = {}
+    for f in fields(Config):
+        section_cls = get_type_hints(Config)[f.name]
+        raw = data.get(f.name, {})
+        missing = [sf.name for sf in fields(section_cls) if sf.name not in raw]
+        if missing:
+            raise ConfigError(f"{DEFAULTS_FILE}: [{f.name}] lacks {', '.join(missing)}")
+        hints = get_type_hints(section_cls)
+        sections[f.name] = section_cls(**{
+            sf.name: _coerce(raw[sf.name], hints[sf.name], f"{DEFAULTS_FILE}: {f.name}.{sf.name}")
+            for sf in fields(section_cls)})
+    unknown = set(data) - {f.name for f in fields(Config)}
+    if unknown:
+        raise ConfigError(f"{DEFAULTS_FILE}: unknown section(s) {sorted(unknown)}")
+    return Config(**sections)
+
+
+def _env_updates(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    updates: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_CONFIG_FILE:
+            continue
+        section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
+        if not sep:
+            raise ConfigError(f"environment {name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        updates.setdefault(section, {})[key] = value
+    return updates
+
+
+def load_config(
+    path: Optional[Union[str, Path]] = None,
+    env: Optional[Mapping[str, str]] = None,
+) -> Config:
+    """Defaults, then the user file (``path`` or ``$HALO_LRG_CONFIG``), then the environment."""
+    env = os.environ if env is None else env
+    cfg = _from_defaults(_read_toml(DEFAULTS_FILE))
+    user_file = path or env.get(ENV_CONFIG_FILE)
+    if user_file:
+        cfg = _apply(cfg, _read_toml(Path(user_file)), origin=str(user_file))
+    return _apply(cfg, _env_updates(env), origin="environment")

@@ -1,0 +1,91 @@
+"""Writing a run's result: ``<output>/lrg_counts_per_brick/part-00000.csv`` and
+``<output>/manifest.json``.
+
+The CSV is built on the driver from the aggregated counts (at most 662,174 bricks, ~10 MB)
+and written in one piece, so it is either whole or absent: a rerun replaces it, a failed run
+removes the stale one and leaves a manifest that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pandas as pd
+
+from halo_lrg.config import Config
+from halo_lrg.sources import local_path, scheme_of
+
+COUNTS_DIR = "lrg_counts_per_brick"
+COUNTS_FILE = "part-00000.csv"
+MANIFEST_FILE = "manifest.json"
+COUNTS_HEADER = ("brickname", "lrg_count")
+
+
+def counts_csv_bytes(counts: pd.DataFrame) -> bytes:
+    """``brickname,lrg_count`` rows sorted by brickname; the same bytes for the same counts."""
+    ordered = counts.sort_values("brickname", kind="mergesort")
+    lines = [",".join(COUNTS_HEADER)]
+    lines += [f"{name},{int(n)}" for name, n in zip(ordered["brickname"], ordered["lrg_count"])]
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def join_uri(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+class OutputLocation:
+    """A run's output directory: a local path, ``file://`` URI or (with remote support) S3."""
+
+    def __init__(self, uri: str, config: Config) -> None:
+        self.uri = uri
+        self.config = config
+        if scheme_of(uri) != "file":
+            raise ValueError(f"{uri}: unsupported output location (use a local path)")
+        self.root = local_path(uri)
+
+    @property
+    def counts_uri(self) -> str:
+        return join_uri(self.uri, COUNTS_DIR, COUNTS_FILE)
+
+    @property
+    def manifest_uri(self) -> str:
+        return join_uri(self.uri, MANIFEST_FILE)
+
+    def replace_counts(self, csv: bytes) -> None:
+        """Atomically swap in a new ``lrg_counts_per_brick/`` holding exactly one CSV."""
+        os.makedirs(self.root, exist_ok=True)
+        final = os.path.join(self.root, COUNTS_DIR)
+        staging = tempfile.mkdtemp(prefix=f".{COUNTS_DIR}.", dir=self.root)
+        with open(os.path.join(staging, COUNTS_FILE), "wb") as fh:
+            fh.write(csv)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(staging, 0o755)
+        retired = None
+        if os.path.exists(final):
+            retired = tempfile.mkdtemp(prefix=f".{COUNTS_DIR}.old.", dir=self.root)
+            os.rmdir(retired)
+            os.rename(final, retired)
+        os.rename(staging, final)
+        if retired:
+            shutil.rmtree(retired, ignore_errors=True)
+
+    def remove_counts(self) -> None:
+        shutil.rmtree(os.path.join(self.root, COUNTS_DIR), ignore_errors=True)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        os.makedirs(self.root, exist_ok=True)
+        target = os.path.join(self.root, MANIFEST_FILE)
+        fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", dir=self.root)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(manifest_bytes(manifest))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)

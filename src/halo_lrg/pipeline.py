@@ -1,0 +1,367 @@
+"""The Spark job: sweep URIs → one task per file (``mapInPandas``) → per-brick sum → CSV.
+
+Driver                                   Executors (one file per task)
+-------------------------------------    ------------------------------------------------
+read index, drop duplicates, footprint
+order largest first, one row per
+partition (parallelize, numSlices=n)  →  fetch → fitsio chunks → cuts → per-brick partials
+                                          plus one status row per file; never raises
+report progress from an accumulator   ←  progress accumulator (uri, status, rows, lrg, s)
+groupBy(brickname).sum → collect →
+CSV + manifest through OutputLocation
+
+Tasks never raise for a bad file: the failure becomes a status row (and the counts of a file
+appear only once the whole file has been read, so a count never includes part of a file).
+With ``on_error=fail`` the driver cancels the job as soon as one file fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pandas as pd
+
+from halo_lrg import __version__
+from halo_lrg.config import Config
+from halo_lrg.count import count_sweep_file
+from halo_lrg.cuts import get_selection
+from halo_lrg.footprint import Footprint
+from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
+from halo_lrg.output import OutputLocation, counts_csv_bytes
+from halo_lrg.reader import SweepError
+from halo_lrg.sources import SourceError, file_size, local_copy, read_text
+
+PARTIAL_SCHEMA = (
+    "uri string, brickname string, n_objects long, lrg_count long, "
+    "status string, rows long, objects long, lrg long, seconds double, error string"
+)
+ON_ERROR_CHOICES = ("fail", "skip")
+
+
+class RunFailed(Exception):
+    """The run did not produce a result; the message is one line naming the file and cause."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a run needs; built by the CLI (or the spark-submit job) from flags + config."""
+
+    index_uri: str
+    output_uri: str
+    config: Config
+    footprint: Optional[Footprint] = None
+
+    def __post_init__(self) -> None:
+        if self.config.run.on_error not in ON_ERROR_CHOICES:
+            raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, "
+                             f"got {self.config.run.on_error!r}")
+        get_selection(self.config.cuts.selection, self.config.cuts)  # fail early on a bad name
+
+
+@dataclass
+class FileResult:
+    uri: str
+    status: str  # ok | failed | cancelled
+    rows: int = 0
+    objects: int = 0
+    lrg: int = 0
+    seconds: float = 0.0
+    error: Optional[str] = None
+    bytes: Optional[int] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "status": self.status, "rows": self.rows,
+                "objects": self.objects, "lrg": self.lrg, "seconds": round(self.seconds, 3),
+                "bytes": self.bytes, "error": self.error}
+
+
+@dataclass
+class RunResult:
+    files: list[FileResult]
+    bricks: int
+    seconds: float
+    counts_uri: Optional[str]
+    manifest_uri: str
+    inputs: IndexSelection = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def lrg(self) -> int:
+        return sum(f.lrg for f in self.files if f.status == "ok")
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+
+# --- executor side ----------------------------------------------------------------------------
+
+def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
+                   ) -> tuple[Optional[pd.DataFrame], FileResult]:
+    """Count one file end to end (fetch, read, cut, count). Never raises: a failure is a
+    ``FileResult`` with status ``failed`` and an error naming the URI and the cause."""
+    started = time.perf_counter()
+    selection = get_selection(config.cuts.selection, config.cuts)
+    try:
+        with local_copy(uri, config) as path:
+            result = count_sweep_file(path, selection, config.read.chunk_rows,
+                                      config.read.fast_path, footprint)
+    except (SweepError, SourceError) as exc:
+        return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
+                                error=f"{uri}: {exc.cause}")
+    except Exception as exc:  # anything else is still this file's failure, named as such
+        return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
+                                error=f"{uri}: {type(exc).__name__}: {exc}")
+    return result.bricks, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
+                                     time.perf_counter() - started)
+
+
+def _partials_frame(uri: str, bricks: Optional[pd.DataFrame], status: FileResult
+                    ) -> pd.DataFrame:
+    n = 0 if bricks is None else len(bricks)
+    frame = pd.DataFrame({
+        "uri": [uri] * (n + 1),
+        "brickname": ([] if bricks is None else list(bricks["brickname"])) + [None],
+        "n_objects": ([] if bricks is None else list(bricks["n_objects"])) + [0],
+        "lrg_count": ([] if bricks is None else list(bricks["lrg_count"])) + [0],
+        "status": [None] * n + [status.status],
+        "rows": [0] * n + [status.rows],
+        "objects": [0] * n + [status.objects],
+        "lrg": [0] * n + [status.lrg],
+        "seconds": [0.0] * n + [status.seconds],
+        "error": [None] * n + [status.error],
+    })
+    return frame.astype({"n_objects": "int64", "lrg_count": "int64", "rows": "int64",
+                         "objects": "int64", "lrg": "int64", "seconds": "float64"})
+
+
+def _count_partition(batches: Iterator[pd.DataFrame], config: Config,
+                     footprint: Optional[Footprint], progress: Any) -> Iterator[pd.DataFrame]:
+    for batch in batches:
+        for uri in batch["uri"]:
+            bricks, status = count_one_file(uri, config, footprint)
+            progress.add([status.to_dict()])
+            yield _partials_frame(uri, bricks, status)
+
+
+# --- driver side --------------------------------------------------------------------------------
+
+def _progress_param() -> Any:
+    from pyspark.accumulators import AccumulatorParam
+
+    class ListParam(AccumulatorParam):
+        def zero(self, value: list) -> list:
+            return []
+
+        def addInPlace(self, a: list, b: list) -> list:
+            a.extend(b)
+            return a
+
+    return ListParam()
+
+
+class _ProgressMonitor(threading.Thread):
+    """Prints a line per finished file as tasks report; cancels the job on the first
+    failure when ``on_error=fail``."""
+
+    def __init__(self, spark: Any, accumulator: Any, total: int, group: str, fail_fast: bool,
+                 interval: float, emit: Callable[[str], None]) -> None:
+        super().__init__(name="halo-lrg-progress", daemon=True)
+        self.spark, self.accumulator, self.total = spark, accumulator, total
+        self.group, self.fail_fast, self.interval, self.emit = group, fail_fast, interval, emit
+        self.seen: dict[str, dict] = {}
+        self.first_failure: Optional[dict] = None
+        self.started = time.perf_counter()
+        self._finished = threading.Event()
+
+    def poll(self) -> None:
+        for entry in list(self.accumulator.value):
+            if entry["uri"] in self.seen:  # a retried task reports again
+                continue
+            self.seen[entry["uri"]] = entry
+            elapsed = time.perf_counter() - self.started
+            if entry["status"] == "ok":
+                detail = (f"ok  {entry['rows']:>10,} rows {entry['lrg']:>8,} LRGs "
+                          f"{entry['seconds']:7.1f} s")
+            else:
+                detail = f"FAILED {entry['error']}"
+            self.emit(f"[{len(self.seen):>{len(str(self.total))}}/{self.total}] "
+                      f"{elapsed:7.1f}s  {_short(entry['uri'])}  {detail}")
+            if entry["status"] == "failed" and self.fail_fast and self.first_failure is None:
+                self.first_failure = entry
+                self.spark.sparkContext.cancelJobGroup(self.group)
+
+    def run(self) -> None:
+        while not self._finished.wait(self.interval):
+            self.poll()
+
+    def stop(self) -> None:
+        self._finished.set()
+        self.join()
+        self.poll()
+
+
+def _short(uri: str) -> str:
+    return uri.rsplit("/", 1)[-1] or uri
+
+
+def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
+    """The files to read (after duplicates, footprint and cap), largest first, with sizes."""
+    try:
+        text = read_text(spec.index_uri, spec.config)
+    except SourceError as exc:
+        raise RunFailed(f"cannot read the index {exc}") from None
+    inputs = select_inputs(text, spec.footprint, spec.config.run.max_sweeps)
+    sizes = [file_size(uri, spec.config) for uri in inputs.uris]
+    order = order_largest_first(inputs.uris, sizes)
+    inputs.uris = [inputs.uris[i] for i in order]
+    return inputs, [sizes[i] for i in order]
+
+
+def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, Any]:
+    selection = get_selection(spec.config.cuts.selection, spec.config.cuts)
+    ok = [f for f in result.files if f.status == "ok"]
+    inputs = result.inputs
+    return {
+        "halo_lrg_version": __version__,
+        "state": state,  # complete | failed
+        "index": spec.index_uri,
+        "output": spec.output_uri,
+        "counts_csv": result.counts_uri,
+        "selection": {"name": selection.name, "description": selection.description,
+                      "parameters": dict(selection.parameters)},
+        "footprint": spec.footprint.to_dict() if spec.footprint else None,
+        "on_error": spec.config.run.on_error,
+        "totals": {
+            "files": len(result.files), "files_ok": len(ok),
+            "files_failed": len(result.failed),
+            "files_cancelled": sum(f.status == "cancelled" for f in result.files),
+            "rows": sum(f.rows for f in ok), "objects": sum(f.objects for f in ok),
+            "lrg": sum(f.lrg for f in ok), "bricks": result.bricks,
+            "seconds": round(result.seconds, 3),
+        },
+        "dropped": {
+            "duplicates": inputs.duplicates if inputs else [],
+            "outside_footprint": inputs.outside_footprint if inputs else [],
+            "beyond_max_sweeps": inputs.capped if inputs else [],
+        },
+        "files": [f.to_dict() for f in result.files],
+    }
+
+
+def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> RunResult:
+    """Run the whole job on ``spark`` and write the result under ``spec.output_uri``.
+
+    Raises :class:`RunFailed` (one line) when the run cannot complete; with
+    ``on_error=skip`` failed files are recorded in the manifest and the run completes.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.storagelevel import StorageLevel
+
+    started = time.perf_counter()
+    config = spec.config
+    output = OutputLocation(spec.output_uri, config)
+    inputs, sizes = plan_inputs(spec)
+    for uri in inputs.duplicates:
+        emit(f"warning: duplicate index entry dropped: {uri}")
+    for uri in inputs.unparsed_names:
+        emit(f"warning: {uri}: not a standard sweep name; kept, filtered by coordinates")
+    if inputs.outside_footprint:
+        emit(f"{len(inputs.outside_footprint)} sweep(s) outside the footprint skipped")
+    if inputs.capped:
+        emit(f"--max-sweeps {config.run.max_sweeps}: {len(inputs.capped)} sweep(s) left out")
+    if not inputs.uris:
+        raise RunFailed(f"{spec.index_uri}: no sweep files to read "
+                        "(the index is empty or everything was filtered out)")
+    emit(f"counting LRGs ({config.cuts.selection}) in {len(inputs.uris)} file(s) "
+         f"on {spark.sparkContext.master}")
+
+    sc = spark.sparkContext
+    progress = sc.accumulator([], _progress_param())
+    # One partition per file (parallelize with numSlices=n gives exactly one each), largest
+    # first, so no task waits behind another in its partition and the longest start first.
+    rows = sc.parallelize([(uri, size) for uri, size in zip(inputs.uris, sizes)],
+                          numSlices=len(inputs.uris))
+    files = spark.createDataFrame(rows, "uri string, size long")
+    partials = files.mapInPandas(
+        functools.partial(_count_partition, config=config, footprint=spec.footprint,
+                          progress=progress),
+        schema=PARTIAL_SCHEMA,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+
+    group = f"halo-lrg-{uuid.uuid4().hex[:12]}"
+    sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
+    monitor = _ProgressMonitor(spark, progress, len(inputs.uris), group,
+                               config.run.on_error == "fail", config.run.progress_interval, emit)
+    monitor.start()
+    statuses: list[Any] = []
+    counts = None
+    crashed: Optional[BaseException] = None
+    try:
+        statuses = partials.where(F.col("brickname").isNull()).collect()
+        failed_uris = [r["uri"] for r in statuses if r["status"] != "ok"]
+        if not failed_uris or config.run.on_error == "skip":
+            counts = (partials.where(F.col("brickname").isNotNull())
+                      .groupBy("brickname").agg(F.sum("lrg_count").alias("lrg_count"))
+                      .orderBy("brickname").toPandas())
+    except Exception as exc:  # cancelled by the monitor, or an executor died
+        crashed = exc
+    finally:
+        monitor.stop()
+        partials.unpersist()
+        sc.setLocalProperty("spark.jobGroup.id", None)
+
+    by_uri = {r["uri"]: r for r in statuses}
+    results = []
+    for uri, size in zip(inputs.uris, sizes):
+        row = by_uri.get(uri)
+        seen = monitor.seen.get(uri)
+        if row is not None:
+            results.append(FileResult(uri, row["status"], row["rows"], row["objects"],
+                                      row["lrg"], row["seconds"], row["error"], size))
+        elif seen is not None:
+            results.append(FileResult(uri, seen["status"], seen["rows"], seen["objects"],
+                                      seen["lrg"], seen["seconds"], seen["error"], size))
+        else:
+            results.append(FileResult(uri, "cancelled", bytes=size,
+                                      error="not read: the run stopped first"))
+    result = RunResult(results, 0 if counts is None else len(counts),
+                       time.perf_counter() - started, None, output.manifest_uri, inputs)
+
+    failures = result.failed
+    if crashed is not None and not failures:
+        first = str(crashed).strip().splitlines()
+        raise RunFailed(f"Spark job failed: {first[0] if first else type(crashed).__name__}")
+    if failures and config.run.on_error == "fail" or counts is None:
+        output.remove_counts()
+        output.write_manifest(build_manifest(spec, result, "failed"))
+        more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \
+            if len(failures) > 1 else ""
+        raise RunFailed(f"{failures[0].error}{more}")
+
+    output.replace_counts(counts_csv_bytes(counts))
+    result.counts_uri = output.counts_uri
+    output.write_manifest(build_manifest(spec, result, "complete"))
+    return result
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    ok = [f for f in result.files if f.status == "ok"]
+    lines = [
+        f"files: {len(ok)} ok, {len(result.failed)} failed of {len(result.files)}",
+        f"rows: {sum(f.rows for f in ok):,}   LRGs: {result.lrg:,}   bricks: {result.bricks:,}"
+        f"   time: {result.seconds:.1f} s",
+        f"counts:   {result.counts_uri}",
+        f"manifest: {result.manifest_uri}",
+    ]
+    lines += [f"skipped (failed): {f.error}" for f in result.failed]
+    return lines

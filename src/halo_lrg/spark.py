@@ -1,0 +1,95 @@
+"""Creating the SparkSession: local by default, whatever spark-submit says under it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any, Optional
+
+from halo_lrg.config import RunConfig
+
+
+class SparkSetupError(RuntimeError):
+    """Spark cannot start here; the message says what to install or set."""
+
+
+def check_java() -> str:
+    """Path of the ``java`` Spark will use, or a one-line :class:`SparkSetupError`."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        where = f"JAVA_HOME={java_home} has no bin/java" if java_home else "no java on PATH"
+        raise SparkSetupError(f"Spark needs Java 17 (or 11), but {where}: install a JDK "
+                              "(e.g. `apt-get install openjdk-17-jre-headless`) or set JAVA_HOME")
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SparkSetupError(f"cannot run {java} -version: {exc}") from None
+    text = out.stderr or out.stdout
+    if out.returncode != 0:
+        raise SparkSetupError(f"{java} -version failed: {text.strip().splitlines()[:1]}")
+    return java
+
+
+def running_under_spark_submit() -> bool:
+    """True when spark-submit launched this driver (its master and conf then win)."""
+    return "spark.master" in _submitted_conf() or bool(os.environ.get("SPARK_ENV_LOADED"))
+
+
+def _submitted_conf() -> dict[str, str]:
+    # spark-submit hands its --conf/--master to the Python driver through the JVM it starts;
+    # before any JVM exists there is nothing to read, so keep this cheap.
+    from pyspark import SparkContext
+
+    if SparkContext._active_spark_context is not None:
+        return dict(SparkContext._active_spark_context.getConf().getAll())
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        from pyspark import SparkConf
+
+        return dict(SparkConf().getAll())
+    return {}
+
+
+def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional[dict] = None
+              ) -> Any:
+    """The SparkSession for a run.
+
+    ``master`` (a flag) wins; else spark-submit's master when it launched us; else
+    ``run.master`` from the configuration (``local[*]``). For local masters the Python
+    workers are pointed at this interpreter, so they see the same installed packages.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkSetupError("pyspark is not installed: pip install 'halo-lrg[spark]' "
+                              "(pyspark 3.5, as on EMR 7)") from None
+    submitted = _submitted_conf()
+    chosen = master or submitted.get("spark.master") or run.master
+    builder = SparkSession.builder.appName(run.app_name)
+    if master or "spark.master" not in submitted:
+        builder = builder.master(chosen)
+    if chosen.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        check_java()
+        # Without this, executors run `python3` from PATH and miss this venv's packages.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        builder = builder.config("spark.driver.memory", run.driver_memory)
+        builder = builder.config("spark.ui.enabled", "false")
+    conf = {
+        "spark.sql.shuffle.partitions": str(run.shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        **(extra_conf or {}),
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # Py4J / Java start-up failures: keep the user's last line short
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SparkSetupError(f"Spark failed to start with master {chosen!r}: {first}") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
