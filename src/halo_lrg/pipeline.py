@@ -214,6 +214,17 @@ def _short(uri: str) -> str:
     return uri.rsplit("/", 1)[-1] or uri
 
 
+def files_frame(spark: Any, uris: list[str], sizes: list[Optional[int]]) -> Any:
+    """A DataFrame ``uri, size`` with exactly one file per partition, in the given order.
+
+    ``parallelize(numSlices=n)`` gives exactly one row per slice (``repartition`` does not),
+    so no task waits behind another file in its partition; with the largest first, the
+    longest tasks start first and the last wave is short.
+    """
+    rows = spark.sparkContext.parallelize(list(zip(uris, sizes)), numSlices=max(1, len(uris)))
+    return spark.createDataFrame(rows, "uri string, size long")
+
+
 def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
     """The files to read (after duplicates, footprint and cap), largest first, with sizes."""
     try:
@@ -287,12 +298,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
 
     sc = spark.sparkContext
     progress = sc.accumulator([], _progress_param())
-    # One partition per file (parallelize with numSlices=n gives exactly one each), largest
-    # first, so no task waits behind another in its partition and the longest start first.
-    rows = sc.parallelize([(uri, size) for uri, size in zip(inputs.uris, sizes)],
-                          numSlices=len(inputs.uris))
-    files = spark.createDataFrame(rows, "uri string, size long")
-    partials = files.mapInPandas(
+    partials = files_frame(spark, inputs.uris, sizes).mapInPandas(
         functools.partial(_count_partition, config=config, footprint=spec.footprint,
                           progress=progress),
         schema=PARTIAL_SCHEMA,

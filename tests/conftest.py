@@ -1,0 +1,69 @@
+"""Shared fixtures: ONE SparkSession for the whole test session, and generated sweeps."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Spark's Python workers inherit the environment the JVM starts with, so everything they need
+# is set before the session exists: this interpreter (not the system python3), and dummy AWS
+# credentials so no test can ever reach a real account (tests talk to moto on loopback).
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ[key] = value
+for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "HALO_LRG_CONFIG"):
+    os.environ.pop(key, None)
+for key in [k for k in os.environ if k.startswith("HALO_LRG_")]:
+    os.environ.pop(key)
+
+
+@pytest.fixture(scope="session")
+def config():
+    from halo_lrg.config import load_config
+
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def spark(config):
+    from halo_lrg.spark import get_spark
+
+    run = config.replace(run={"master": "local[2]", "shuffle_partitions": 2,
+                              "driver_memory": "1g"}).run
+    session = get_spark(run)
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory) -> dict:
+    """Three small generated DR10 sweeps stacked in Dec (bricks straddle their edges)."""
+    from halo_lrg.synth import generate_sample
+
+    outdir = tmp_path_factory.mktemp("sample")
+    summaries = generate_sample(outdir, files=3, rows=6000, seed=7)
+    return {"dir": Path(outdir), "index": Path(outdir) / "index.txt",
+            "paths": [Path(s.path) for s in summaries], "summaries": summaries}
+
+
+@pytest.fixture(scope="session")
+def defects(tmp_path_factory) -> dict:
+    """One file of each defect kind the pipeline must survive, by kind."""
+    from halo_lrg.synth import write_defect
+
+    outdir = tmp_path_factory.mktemp("defects")
+    kinds = {"not-fits": "sweep-000p000-005p005.fits",
+             "truncated": "sweep-005p000-010p005.fits",
+             "missing-column": "sweep-010p000-015p005.fits",
+             "empty": "sweep-015p000-020p005.fits"}
+    paths = {}
+    for kind, name in kinds.items():
+        paths[kind] = Path(outdir) / name
+        write_defect(paths[kind], kind)
+    return paths

@@ -1,0 +1,73 @@
+"""count_sweep: one file, no Spark, per-brick counts equal to the cuts on the whole table."""
+
+from __future__ import annotations
+
+import fitsio
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import halo_lrg
+from halo_lrg.count import count_sweep_file
+from halo_lrg.cuts import get_selection
+from halo_lrg.footprint import Footprint
+from halo_lrg.reader import MissingColumnsError, SweepError
+
+
+def expected_counts(path, selection, config, footprint=None) -> pd.DataFrame:
+    """The reference: read the whole table at once with fitsio and count with pandas."""
+    sel = get_selection(selection, config.cuts)
+    table = fitsio.read(str(path), ext="SWEEP")
+    keep = np.ones(len(table), bool) if footprint is None else footprint.contains(
+        table["RA"], table["DEC"])
+    frame = pd.DataFrame({"brickname": np.char.rstrip(table["BRICKNAME"].astype("U"))[keep],
+                          "lrg_count": sel(table)[keep].astype("int64")})
+    return frame.groupby("brickname", as_index=False)["lrg_count"].sum()
+
+
+@pytest.mark.parametrize("selection", ["seed", "desi-lrg", "desi-lrg-south"])
+def test_count_sweep_equals_whole_table_count(sample, config, selection):
+    path = sample["paths"][1]
+    got = halo_lrg.count_sweep(path, selection, config=config)
+    assert list(got.columns) == ["brickname", "lrg_count"]
+    pd.testing.assert_frame_equal(got.reset_index(drop=True),
+                                  expected_counts(path, selection, config), check_dtype=False)
+    assert got["brickname"].is_monotonic_increasing
+    assert (got["lrg_count"] == 0).any()  # bricks without LRGs are rows, not gaps
+    assert got["lrg_count"].sum() > 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(chunk_rows=st.integers(1, 7000), fast=st.booleans())
+def test_chunking_never_changes_the_answer(sample, config, chunk_rows, fast):
+    path = sample["paths"][0]
+    sel = get_selection("desi-lrg", config.cuts)
+    got = count_sweep_file(path, sel, chunk_rows, fast)
+    whole = count_sweep_file(path, sel, 10**7, False)
+    pd.testing.assert_frame_equal(got.bricks, whole.bricks)
+    assert got.rows == whole.rows == sample["summaries"][0].rows
+
+
+def test_footprint_keeps_only_objects_inside(sample, config):
+    path = sample["paths"][0]
+    box = sample["summaries"][0].box
+    footprint = Footprint(box.ra_min, box.ra_min + 0.3, box.dec_min + 1.0, box.dec_min + 2.0)
+    got = halo_lrg.count_sweep(path, "seed", config=config, footprint=footprint)
+    expected = expected_counts(path, "seed", config, footprint)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
+    assert 0 < len(got) < len(halo_lrg.count_sweep(path, "seed", config=config))
+
+
+def test_empty_table_counts_nothing_without_error(defects, config):
+    got = halo_lrg.count_sweep(defects["empty"], config=config)
+    assert got.empty and list(got.columns) == ["brickname", "lrg_count"]
+
+
+def test_bad_files_raise_errors_naming_them(defects, config):
+    with pytest.raises(MissingColumnsError, match="FLUX_W1"):
+        halo_lrg.count_sweep(defects["missing-column"], config=config)
+    for kind in ("not-fits", "truncated"):
+        with pytest.raises(SweepError, match=defects[kind].name):
+            halo_lrg.count_sweep(defects[kind], config=config)

@@ -1,0 +1,143 @@
+"""The Spark job: equal to count_sweep summed over files, exact output layout, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from chispa import assert_df_equality
+
+import halo_lrg
+from halo_lrg.pipeline import JobSpec, RunFailed, files_frame, run_job
+
+pytestmark = pytest.mark.spark
+
+
+def write_index(path: Path, entries) -> Path:
+    path.write_text("".join(f"{e}\n" for e in entries))
+    return path
+
+
+def run(spark, config, index, output, lines=None, **run_overrides):
+    cfg = config.replace(run={"progress_interval": 0.2, **run_overrides})
+    return run_job(spark, JobSpec(str(index), str(output), cfg),
+                   emit=(lines.append if lines is not None else lambda _line: None))
+
+
+def read_counts(output: Path) -> pd.DataFrame:
+    return pd.read_csv(output / "lrg_counts_per_brick" / "part-00000.csv",
+                       dtype={"brickname": str})
+
+
+def test_job_equals_count_sweep_summed_over_files(spark, config, sample, tmp_path):
+    result = run(spark, config, sample["index"], tmp_path / "out")
+    expected = (pd.concat([halo_lrg.count_sweep(p, config=config) for p in sample["paths"]])
+                .groupby("brickname", as_index=False)["lrg_count"].sum())
+    got = read_counts(tmp_path / "out")
+    assert_df_equality(spark.createDataFrame(got), spark.createDataFrame(expected),
+                       ignore_nullable=True)
+    assert result.bricks == len(expected) and result.lrg == expected["lrg_count"].sum()
+    # Adjacent sweeps share the bricks straddling their Dec edge: the sum joins them.
+    per_file = [set(halo_lrg.count_sweep(p, config=config)["brickname"]) for p in sample["paths"]]
+    assert per_file[0] & per_file[1]
+
+
+def test_output_layout_is_exact_and_reruns_are_byte_identical(spark, config, sample, tmp_path):
+    out = tmp_path / "out"
+    run(spark, config, sample["index"], out)
+    first = (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["lrg_counts_per_brick", "manifest.json"]
+    assert [p.name for p in (out / "lrg_counts_per_brick").iterdir()] == ["part-00000.csv"]
+    lines = first.decode().splitlines()
+    assert lines[0] == "brickname,lrg_count"
+    names = [line.split(",")[0] for line in lines[1:]]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    run(spark, config, sample["index"], out)
+    assert (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes() == first
+
+
+def test_manifest_records_every_input(spark, config, sample, tmp_path):
+    result = run(spark, config, sample["index"], tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["halo_lrg_version"] == halo_lrg.__version__
+    assert manifest["state"] == "complete"
+    assert manifest["selection"]["name"] == "seed"
+    assert manifest["selection"]["parameters"] == {
+        "lrg_z_mag_max": 20.4, "lrg_min_r_minus_z": 0.4, "lrg_min_z_minus_w1": 0.8}
+    assert sorted(f["uri"] for f in manifest["files"]) == sorted(map(str, sample["paths"]))
+    for entry in manifest["files"]:
+        assert entry["status"] == "ok" and entry["error"] is None
+        assert entry["rows"] > 0 and entry["seconds"] >= 0 and "lrg" in entry
+    totals = manifest["totals"]
+    assert totals["rows"] == sum(s.rows for s in sample["summaries"])
+    assert totals["lrg"] == result.lrg and totals["bricks"] == result.bricks
+
+
+def test_one_file_per_task_largest_first(spark, config, sample, tmp_path):
+    uris = [f"u{i}" for i in range(7)]
+    frame = files_frame(spark, uris, [7, 6, 5, 4, 3, 2, 1])
+    assert frame.rdd.glom().map(len).collect() == [1] * 7
+    lines: list[str] = []
+    index = write_index(tmp_path / "index.txt", sample["paths"])
+    result = run(spark, config, index, tmp_path / "out", lines)
+    sizes = [f.bytes for f in result.files]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_index_comments_blanks_and_duplicates(spark, config, sample, tmp_path):
+    p = sample["paths"]
+    index = write_index(tmp_path / "index.txt",
+                        ["# sweeps", "", p[0], f"  {p[1]}  ", p[0], f"file://{p[2]}"])
+    lines: list[str] = []
+    result = run(spark, config, index, tmp_path / "out", lines)
+    assert len(result.files) == 3
+    assert f"warning: duplicate index entry dropped: {p[0]}" in lines
+    assert any(line.startswith("[3/3]") for line in lines)  # per-file progress
+
+
+@pytest.mark.parametrize("kind,cause", [
+    ("not-fits", "not a FITS file"),
+    ("truncated", "truncated: the header declares"),
+    ("missing-column", "missing column FLUX_W1"),
+])
+def test_bad_file_fails_the_run_with_one_line_naming_it(spark, config, sample, defects,
+                                                        tmp_path, kind, cause):
+    out = tmp_path / "out"
+    run(spark, config, sample["index"], out)  # a previous good result, to be retired
+    index = write_index(tmp_path / "index.txt", [*sample["paths"], defects[kind]])
+    with pytest.raises(RunFailed) as info:
+        run(spark, config, index, out)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{defects[kind]}: {cause}")
+    assert not (out / "lrg_counts_per_brick").exists()  # nothing that looks complete
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["state"] == "failed"
+    failed = [f for f in manifest["files"] if f["status"] == "failed"]
+    assert [f["uri"] for f in failed] == [str(defects[kind])]
+
+
+def test_skip_records_failures_and_counts_only_complete_files(spark, config, sample, defects,
+                                                             tmp_path):
+    bad = [defects["not-fits"], defects["truncated"], defects["missing-column"]]
+    index = write_index(tmp_path / "index.txt", [*sample["paths"], *bad, defects["empty"]])
+    result = run(spark, config, index, tmp_path / "out", on_error="skip")
+    good = run(spark, config, sample["index"], tmp_path / "good")
+    assert read_counts(tmp_path / "out").equals(read_counts(tmp_path / "good"))
+    assert result.lrg == good.lrg
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    status = {Path(f["uri"]).name: f["status"] for f in manifest["files"]}
+    assert {k: status[Path(v).name] for k, v in defects.items()} == {
+        "not-fits": "failed", "truncated": "failed", "missing-column": "failed",
+        "empty": "ok"}  # an empty table is not an error
+    assert manifest["state"] == "complete" and manifest["totals"]["files_failed"] == 3
+
+
+def test_missing_index_and_empty_index(spark, config, tmp_path):
+    with pytest.raises(RunFailed, match="cannot read the index .*nope.txt: no such file"):
+        run(spark, config, tmp_path / "nope.txt", tmp_path / "out")
+    index = write_index(tmp_path / "index.txt", ["# nothing here"])
+    with pytest.raises(RunFailed, match="no sweep files to read"):
+        run(spark, config, index, tmp_path / "out")
