@@ -75,3 +75,16 @@ def test_console_script_is_installed():
     done = subprocess.run([str(Path(sys.executable).with_name("halo-lrg")), "--version"],
                           capture_output=True, text=True)
     assert done.returncode == 0 and "halo-lrg, version" in done.stdout
+
+
+def test_missing_java_is_one_line_saying_what_to_install(tmp_path):
+    index = tmp_path / "index.txt"
+    index.write_text("x.fits\n")
+    env = {"PATH": "/usr/bin:/bin", "JAVA_HOME": str(tmp_path / "no-jdk"), "HOME": str(tmp_path)}
+    done = subprocess.run([str(Path(sys.executable).with_name("halo-lrg")), "run", "--index",
+                           str(index), "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Spark needs Java 17" in lines[0] and "no-jdk has no bin/java" in lines[0]

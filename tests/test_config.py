@@ -57,12 +57,12 @@ def test_mistakes_are_named(tmp_path, text, message):
 
 
 def test_bad_environment_variables_are_named():
-    with pytest.raises(ConfigError, match="HALO_LRG_MASTER: expected HALO_LRG_<SECTION>__<KEY>"):
+    with pytest.raises(ConfigError, match=r"HALO_LRG_MASTER: expected HALO_LRG_<SECTION>__<KEY>"):
         load_config(env={"HALO_LRG_MASTER": "local"})
-    with pytest.raises(ConfigError, match="environment: unknown key run.mastr"):
+    with pytest.raises(ConfigError, match=r"environment: unknown key run\.mastr"):
         load_config(env={"HALO_LRG_RUN__MASTR": "local"})
 
 
 def test_missing_user_file_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="nope.toml: configuration file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.toml: configuration file not found"):
         load_config(tmp_path / "nope.toml", env={})

@@ -103,7 +103,7 @@ def test_non_positive_and_non_finite_fluxes_never_select():
     cat_rows = []
     for band in range(3):
         for bad in (0.0, -5.0, float("nan"), float("inf"), float("-inf")):
-            row = list(good) + [1.0, 1.0, 1.0]
+            row = [*list(good), 1.0, 1.0, 1.0]
             row[band] = bad
             cat_rows.append(tuple(row))
     sel = get_selection("seed", CUTS)

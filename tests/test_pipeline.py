@@ -136,7 +136,7 @@ def test_skip_records_failures_and_counts_only_complete_files(spark, config, sam
 
 
 def test_missing_index_and_empty_index(spark, config, tmp_path):
-    with pytest.raises(RunFailed, match="cannot read the index .*nope.txt: no such file"):
+    with pytest.raises(RunFailed, match=r"cannot read the index .*nope\.txt: no such file"):
         run(spark, config, tmp_path / "nope.txt", tmp_path / "out")
     index = write_index(tmp_path / "index.txt", ["# nothing here"])
     with pytest.raises(RunFailed, match="no sweep files to read"):

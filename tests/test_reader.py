@@ -80,7 +80,7 @@ def test_empty_table_yields_nothing(defects):
 
 
 def test_absent_and_zero_byte_files(tmp_path):
-    with pytest.raises(SweepError, match="nope.fits: cannot read file"):
+    with pytest.raises(SweepError, match=r"nope\.fits: cannot read file"):
         list(iter_column_chunks(str(tmp_path / "nope.fits"), ["FLUX_Z"], 10))
     (tmp_path / "zero.fits").write_bytes(b"")
     with pytest.raises(SweepError, match=r"zero.fits: empty file \(0 bytes\)"):

@@ -347,7 +347,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     if crashed is not None and not failures:
         first = str(crashed).strip().splitlines()
         raise RunFailed(f"Spark job failed: {first[0] if first else type(crashed).__name__}")
-    if failures and config.run.on_error == "fail" or counts is None:
+    if (failures and config.run.on_error == "fail") or counts is None:
         output.remove_counts()
         output.write_manifest(build_manifest(spec, result, "failed"))
         more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \

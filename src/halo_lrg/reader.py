@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 SWEEP_EXTNAME = "SWEEP"
+LOGICAL_RAW = "S1"  # how the fast path views a FITS logical (TFORM L) byte
 
 
 class SweepError(Exception):
@@ -84,7 +85,13 @@ def _fast_fields(hdu: Any, header: Any) -> Optional[dict[str, tuple[np.dtype, in
     dtype, offsets, isvar = hdu.get_rec_dtype()
     if any(isvar) or dtype.itemsize != int(header["NAXIS1"]):
         return None
-    return {name: (dtype.fields[name][0], int(off)) for name, off in zip(dtype.names, offsets)}
+    fields = {name: (dtype.fields[name][0], int(off)) for name, off in zip(dtype.names, offsets)}
+    for i, name in enumerate(dtype.names, start=1):
+        if str(header.get(f"TFORM{i}", "")).strip().endswith("L"):
+            # FITS logicals are the ASCII bytes 'T'/'F' (0 for null): a numpy bool view would
+            # read 'F' as True, so view the raw byte and decode it in _decode.
+            fields[name] = (np.dtype(LOGICAL_RAW), fields[name][1])
+    return fields
 
 
 @contextmanager
@@ -208,12 +215,19 @@ def _fast_chunks(layout: TableLayout, wanted: list[str],
             while got < len(view):  # readinto may return short reads on pipes/network mounts
                 more = fh.readinto(view[got:])
                 if not more:
-                    raise SweepError(layout.path, f"truncated at row {start + got // layout.row_bytes:,}"
-                                                  f" of {layout.nrows:,}")
+                    row = start + got // layout.row_bytes
+                    raise SweepError(layout.path, f"truncated at row {row:,} of {layout.nrows:,}")
                 got += more
             records = np.frombuffer(view, dtype=dtype, count=n)
             # Copy each field out: the buffer is overwritten by the next chunk.
-            yield {c: _normalise(records[c]) for c in wanted}
+            yield {c: _decode(records[c], logical=dtype.fields[c][0] == LOGICAL_RAW)
+                   for c in wanted}
+
+
+def _decode(values: np.ndarray, logical: bool) -> np.ndarray:
+    if logical:
+        return values == b"T"
+    return _normalise(values)
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:

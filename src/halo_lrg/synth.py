@@ -1,0 +1,355 @@
+"""Generated DR10-schema sweeps, for tests, benchmarks and the demo (no real file needed).
+
+A generated file has what a real one has where it matters: the 130 DR10 columns by name, type
+and order (``data/dr10_sweep_columns.csv``), a big-endian binary table in HDU 1 (EXTNAME
+SWEEP) behind an empty primary HDU carrying RAMIN/RAMAX/DECMIN/DECMAX, objects only inside the
+half-open 5°x5° box named as the survey names it, BRICKNAME/BRICKID consistent with RA/Dec on
+the brick grid, rows sorted by brick, RELEASE 10000 or 10002 per brick, and photometry whose
+LRG density is of the published order (~600 deg⁻²).
+
+Placement: objects fill whole bricks (clipped to the box) at ``object_density`` per deg², a
+strip of brick columns from the box's low-RA edge, every brick row that meets the box. The
+rows centred on the box's Dec edges straddle two sweeps, as real ones do, so the per-brick sum
+across files is exercised.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from halo_lrg.bricks import brick_table, brickid_at, bricks_overlapping
+from halo_lrg.sweepnames import SweepBox, sweep_name
+
+COLUMNS_CSV = Path(__file__).with_name("data") / "dr10_sweep_columns.csv"
+ROW_BYTES = 505
+BOX_SIZE_DEG = 5.0
+CHUNK_ROWS = 250_000
+DEFECT_KINDS = ("not-fits", "truncated", "missing-column", "empty", "dr9")
+I_BAND_COLUMNS = ("FLUX_I", "FLUX_IVAR_I", "MW_TRANSMISSION_I", "NOBS_I", "RCHISQ_I",
+                  "FRACFLUX_I", "FRACMASKED_I", "FRACIN_I", "ANYMASK_I", "ALLMASK_I",
+                  "PSFSIZE_I", "PSFDEPTH_I", "GALDEPTH_I", "FIBERFLUX_I", "FIBERTOTFLUX_I")
+
+# Extinction coefficients A_X / E(B-V) for DECam grz(i) and WISE (Schlafly & Finkbeiner 2011,
+# as the Legacy Surveys use them).
+EXTINCTION = {"G": 3.214, "R": 2.165, "I": 1.592, "Z": 1.211, "W1": 0.184, "W2": 0.113,
+              "W3": 0.0241, "W4": 0.00910}
+# 1-sigma flux noise per band in nanomaggies, roughly DR10 depths.
+FLUX_SIGMA = {"G": 0.05, "R": 0.07, "I": 0.1, "Z": 0.15, "W1": 1.0, "W2": 2.5, "W3": 40.0,
+              "W4": 300.0}
+BANDS = tuple(EXTINCTION)
+TYPES = np.array(["PSF", "REX", "DEV", "EXP", "SER"])
+
+
+def _numpy_format(tform: str) -> Any:
+    code = tform.lstrip("0123456789")
+    repeat = int(tform[: len(tform) - len(code)] or 1)
+    if code == "A":
+        return f"S{repeat}"
+    base = {"I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8", "B": "u1",
+            "L": "?"}[code]
+    return (base, (repeat,)) if repeat > 1 else base
+
+
+def dr10_columns() -> list[tuple[str, str, int]]:
+    """(name, TFORM, byte offset) of the 130 DR10 columns, in order."""
+    with open(COLUMNS_CSV, encoding="ascii") as fh:
+        rows = [line for line in fh if not line.startswith("#")]
+    return [(r["name"], r["tform"], int(r["offset"])) for r in csv.DictReader(rows)]
+
+
+def dr10_dtype() -> np.dtype:
+    dtype = np.dtype([(name, _numpy_format(tform)) for name, tform, _ in dr10_columns()])
+    assert dtype.itemsize == ROW_BYTES, dtype.itemsize
+    assert [dtype.fields[n][1] for n, _, _ in dr10_columns()] == [o for _, _, o in
+                                                                 dr10_columns()]
+    return dtype
+
+
+def dr9_dtype() -> np.dtype:
+    """DR9: no i-band columns and MASKBITS int16 (115 columns, 449 bytes a row)."""
+    fields = [(n, ">i2" if n == "MASKBITS" else _numpy_format(t))
+              for n, t, _ in dr10_columns() if n not in I_BAND_COLUMNS]
+    return np.dtype(fields)
+
+
+@dataclass
+class SweepSummary:
+    path: str
+    box: SweepBox
+    rows: int
+    bytes: int
+    bricknames: list[str] = field(repr=False)
+    seconds: float = 0.0
+
+
+# --- placement -------------------------------------------------------------------------------
+
+def _placement(box: SweepBox, rows: int, object_density: float) -> Any:
+    """The bricks to fill, clipped to the box, with their clipped areas."""
+    bricks = bricks_overlapping(box.ra_min, box.ra_max, box.dec_min, box.dec_max)
+    width = float((bricks["ra2"] - bricks["ra1"]).max())
+    height = box.dec_max - box.dec_min
+    strip = min(box.ra_max - box.ra_min, max(width, rows / object_density / height))
+    chosen = bricks[(bricks["ra"] >= box.ra_min) & (bricks["ra"] < box.ra_min + strip)].copy()
+    chosen["cra1"] = np.maximum(chosen["ra1"], box.ra_min)
+    chosen["cra2"] = np.minimum(chosen["ra2"], box.ra_max)
+    chosen["cdec1"] = np.maximum(chosen["dec1"], box.dec_min)
+    chosen["cdec2"] = np.minimum(chosen["dec2"], box.dec_max)
+    chosen["carea"] = (chosen["cra2"] - chosen["cra1"]) * np.degrees(
+        np.sin(np.radians(chosen["cdec2"])) - np.sin(np.radians(chosen["cdec1"])))
+    return chosen[chosen["carea"] > 0].reset_index(drop=True)
+
+
+def _positions(rng: np.random.Generator, placed: Any, rows: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform on the sphere over the placed bricks, sorted by BRICKID."""
+    per_brick = rng.multinomial(rows, placed["carea"] / placed["carea"].sum())
+    which = np.repeat(np.arange(len(placed)), per_brick)
+    ra = rng.uniform(placed["cra1"].to_numpy()[which], placed["cra2"].to_numpy()[which])
+    sin_lo = np.sin(np.radians(placed["cdec1"].to_numpy()[which]))
+    sin_hi = np.sin(np.radians(placed["cdec2"].to_numpy()[which]))
+    dec = np.degrees(np.arcsin(rng.uniform(sin_lo, sin_hi)))
+    # Float rounding at a clipped edge must not push an object out of its box.
+    dec = np.minimum(dec, np.nextafter(placed["cdec2"].to_numpy()[which], -np.inf))
+    ra = np.minimum(ra, np.nextafter(placed["cra2"].to_numpy()[which], -np.inf))
+    brickid = brickid_at(ra, dec)
+    order = np.lexsort((ra, brickid))
+    return ra[order], dec[order], brickid[order]
+
+
+# --- photometry --------------------------------------------------------------------------------
+
+def _flux(mag: np.ndarray) -> np.ndarray:
+    return 10 ** (-0.4 * (mag - 22.5))
+
+
+def _populations(rng: np.random.Generator, n: int, lrg_share: float) -> dict[str, np.ndarray]:
+    """Intrinsic AB magnitudes per band and TYPE for a mix of populations."""
+    shares = np.array([lrg_share, 0.04, 0.15, 0.35, 0.0])
+    shares[4] = 1.0 - shares[:4].sum()  # faint noisy objects take the rest
+    kind = rng.choice(5, size=n, p=shares)  # 0 LRG, 1 red-too-faint, 2 star, 3 blue, 4 faint
+    z = np.select([kind == 0, kind == 1, kind == 2, kind == 3],
+                  [rng.uniform(18.8, 20.3, n), rng.uniform(20.45, 21.3, n),
+                   rng.uniform(15.0, 22.0, n), rng.uniform(19.0, 23.0, n)],
+                  rng.uniform(22.5, 25.0, n))
+    red = kind <= 1
+    r_z = np.select([red, kind == 2, kind == 3],
+                    [rng.uniform(1.0, 2.0, n), rng.uniform(0.0, 1.5, n),
+                     rng.normal(0.4, 0.2, n)], rng.normal(0.3, 0.4, n))
+    z_w1 = np.select([red, kind == 2, kind == 3],
+                     [rng.uniform(1.0, 1.9, n), rng.normal(-0.3, 0.3, n),
+                      rng.normal(0.3, 0.4, n)], rng.normal(0.0, 0.6, n))
+    g_r = np.where(red, rng.uniform(1.3, 2.0, n), rng.normal(0.6, 0.3, n))
+    mags = {"Z": z, "R": z + r_z, "G": z + r_z + g_r, "I": z + 0.45 * r_z, "W1": z - z_w1}
+    mags["W2"] = mags["W1"] + rng.normal(0.5, 0.2, n)
+    mags["W3"] = mags["W2"] + rng.normal(1.0, 0.5, n)
+    mags["W4"] = mags["W3"] + rng.normal(1.0, 0.5, n)
+    types = np.select([kind == 0, kind == 1, kind == 2, kind == 3],
+                      [TYPES[rng.choice([2, 3, 4], n)], TYPES[rng.choice([2, 3], n)],
+                       np.full(n, "PSF"), TYPES[rng.choice([1, 3], n)]],
+                      TYPES[rng.choice([0, 1], n)])
+    return {"mags": mags, "kind": kind, "type": types}
+
+
+def _fill_chunk(rng: np.random.Generator, dtype: np.dtype, ra: np.ndarray, dec: np.ndarray,
+                brickid: np.ndarray, objid: np.ndarray, names: np.ndarray,
+                release: np.ndarray, ebv: np.ndarray, lrg_share: float) -> np.ndarray:
+    n = ra.size
+    out = np.zeros(n, dtype=dtype)
+    have = set(dtype.names)
+    pop = _populations(rng, n, lrg_share)
+    mags, kind = pop["mags"], pop["kind"]
+    out["RELEASE"], out["BRICKID"], out["BRICKNAME"], out["OBJID"] = release, brickid, names, objid
+    out["TYPE"] = pop["type"].astype("S3")
+    out["RA"], out["DEC"] = ra, dec
+    out["RA_IVAR"] = out["DEC_IVAR"] = rng.uniform(1e9, 1e11, n)
+    out["DCHISQ"] = np.abs(rng.normal(100, 50, (n, 5)))
+    out["EBV"] = ebv
+    star = kind == 2
+    for band in BANDS:
+        if f"FLUX_{band}" not in have:
+            continue
+        transmission = 10 ** (-0.4 * EXTINCTION[band] * ebv)
+        sigma = FLUX_SIGMA[band]
+        ivar = np.full(n, 1 / sigma**2)
+        ivar[rng.random(n) < 0.01] = 0.0  # not measured
+        out[f"FLUX_{band}"] = _flux(mags[band]) * transmission + rng.normal(0, sigma, n)
+        out[f"FLUX_IVAR_{band}"] = ivar
+        out[f"MW_TRANSMISSION_{band}"] = transmission
+        wise = band.startswith("W")
+        nobs = rng.integers(10, 40, n) if wise else rng.integers(1, 9, n)
+        nobs[rng.random(n) < 0.01] = 0
+        out[f"NOBS_{band}"] = nobs
+        out[f"RCHISQ_{band}"] = np.abs(rng.normal(1.0, 0.2, n))
+        out[f"FRACFLUX_{band}"] = np.abs(rng.normal(0.0, 0.05, n))
+        if not wise:
+            fibre = np.where(star, 0.78, rng.uniform(0.3, 0.6, n)) * _flux(mags[band])
+            out[f"FIBERFLUX_{band}"] = fibre * transmission
+            out[f"FIBERTOTFLUX_{band}"] = fibre * transmission * rng.uniform(1.0, 1.3, n)
+            out[f"FRACMASKED_{band}"] = np.abs(rng.normal(0.0, 0.02, n))
+            out[f"FRACIN_{band}"] = rng.uniform(0.9, 1.0, n)
+            out[f"PSFSIZE_{band}"] = rng.uniform(1.0, 1.8, n)
+            out[f"PSFDEPTH_{band}"] = 1 / (sigma * 0.8) ** 2
+            out[f"GALDEPTH_{band}"] = 1 / sigma**2
+    out["PSFDEPTH_W1"], out["PSFDEPTH_W2"] = 1.0, 0.16
+    out["WISE_COADD_ID"] = np.char.add(names.astype("S4"), b"p000")
+    out["SHAPE_R"] = np.where(star, 0.0, rng.lognormal(0.0, 0.5, n))
+    out["SHAPE_R_IVAR"] = rng.uniform(1, 100, n)
+    out["SHAPE_E1"], out["SHAPE_E2"] = rng.normal(0, 0.15, (2, n))
+    out["SHAPE_E1_IVAR"] = out["SHAPE_E2_IVAR"] = rng.uniform(10, 1000, n)
+    gaia = star & (mags["R"] < 21.0)
+    out["REF_CAT"] = np.where(gaia, b"G3", b"  ")
+    out["REF_ID"] = np.where(gaia, rng.integers(1, 2**62, n), 0)
+    out["REF_EPOCH"] = np.where(gaia, 2016.0, 0.0)
+    out["GAIA_PHOT_G_MEAN_MAG"] = np.where(gaia, mags["R"] + 0.3, 0.0)
+    out["GAIA_PHOT_BP_MEAN_MAG"] = np.where(gaia, mags["G"], 0.0)
+    out["GAIA_PHOT_RP_MEAN_MAG"] = np.where(gaia, mags["Z"] + 0.2, 0.0)
+    out["GAIA_ASTROMETRIC_PARAMS_SOLVED"] = np.where(gaia, 31, 0)
+    out["GAIA_DUPLICATED_SOURCE"] = gaia & (rng.random(n) < 0.2)
+    out["WISEMASK_W1"] = np.where(rng.random(n) < 0.05, rng.integers(1, 256, n), 0)
+    masked = rng.random(n)
+    bits = np.zeros(n, dtype=np.int64)
+    bits[masked < 0.03] = 1 << rng.choice([1, 12, 13], (masked < 0.03).sum())  # DESI rejects
+    other = (masked >= 0.03) & (masked < 0.08)
+    bits[other] = 1 << rng.choice([5, 8, 9, 11], other.sum())  # harmless to LRGs
+    out["MASKBITS"] = bits
+    out["SERSIC"] = np.select([pop["type"] == "DEV", pop["type"] == "EXP"], [4.0, 1.0],
+                              rng.uniform(0.5, 6.0, n))
+    return out
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def _primary_header(box: SweepBox) -> list[dict[str, Any]]:
+    return [{"name": "RAMIN", "value": box.ra_min, "comment": "box minimum RA [deg]"},
+            {"name": "RAMAX", "value": box.ra_max, "comment": "box maximum RA [deg]"},
+            {"name": "DECMIN", "value": box.dec_min, "comment": "box minimum Dec [deg]"},
+            {"name": "DECMAX", "value": box.dec_max, "comment": "box maximum Dec [deg]"}]
+
+
+def generate_sweep(
+    path: Union[str, Path],
+    box: SweepBox,
+    rows: int,
+    seed: Union[int, np.random.SeedSequence] = 0,
+    release_10002_fraction: float = 0.25,
+    object_density: float = 25000.0,
+    lrg_density: float = 605.0,
+    chunk_rows: int = CHUNK_ROWS,
+    dtype: Optional[np.dtype] = None,
+    release_default: int = 10000,
+) -> SweepSummary:
+    """Write one DR10-schema sweep of ``rows`` objects inside ``box``; memory ~ chunk_rows."""
+    import fitsio
+
+    started = time.perf_counter()
+    path = str(path)
+    dtype = dtype or dr10_dtype()
+    rng = np.random.default_rng(seed)
+    placed = _placement(box, rows, object_density)
+    ra, dec, brickid = _positions(rng, placed, rows)
+    table = brick_table()
+    names = table["brickname"].to_numpy()[brickid - 1].astype("S8")
+    # OBJID counts from 0 within each brick (rows are sorted by brick).
+    starts = np.flatnonzero(np.r_[True, brickid[1:] != brickid[:-1]])
+    objid = np.arange(rows) - np.repeat(starts, np.diff(np.r_[starts, rows]))
+    unique_ids = np.unique(brickid)
+    reprocessed = rng.random(unique_ids.size) < release_10002_fraction
+    release_by_brick = np.where(reprocessed, 10002, release_default)
+    ebv_by_brick = rng.uniform(0.01, 0.1, unique_ids.size)
+    slot = np.searchsorted(unique_ids, brickid)
+    lrg_share = min(0.5, 1.2 * lrg_density / object_density)
+    with fitsio.FITS(path, "rw", clobber=True) as fits:
+        fits.write(None, header=_primary_header(box))
+        if rows == 0:
+            fits.create_table_hdu(dtype=dtype, extname="SWEEP")
+        for start in range(0, rows, chunk_rows):
+            part = slice(start, min(start + chunk_rows, rows))
+            chunk = _fill_chunk(rng, dtype, ra[part], dec[part], brickid[part], objid[part],
+                                names[part], release_by_brick[slot[part]],
+                                ebv_by_brick[slot[part]], lrg_share)
+            if start == 0:
+                fits.write(chunk, extname="SWEEP")
+            else:
+                fits[-1].append(chunk)
+    bricknames = sorted({n.decode() for n in names[starts]}) if rows else []
+    return SweepSummary(path, box, rows, os.path.getsize(path), bricknames,
+                        time.perf_counter() - started)
+
+
+def sample_boxes(files: int, ra_start: float, dec_start: float) -> list[SweepBox]:
+    """``files`` DR10 boxes stacked upward in Dec, moving one RA column east before +90."""
+    boxes = []
+    ra, dec = ra_start, dec_start
+    for _ in range(files):
+        if dec + BOX_SIZE_DEG > 90.0:
+            ra, dec = (ra + BOX_SIZE_DEG) % 360.0, dec_start
+        boxes.append(SweepBox(ra, ra + BOX_SIZE_DEG, dec, dec + BOX_SIZE_DEG))
+        dec += BOX_SIZE_DEG
+    return boxes
+
+
+def generate_sample(
+    outdir: Union[str, Path],
+    files: int,
+    rows: int,
+    seed: int = 0,
+    ra_start: float = 150.0,
+    dec_start: float = 0.0,
+    release_10002_fraction: float = 0.25,
+    object_density: float = 25000.0,
+    lrg_density: float = 605.0,
+    progress: Optional[Any] = None,
+) -> list[SweepSummary]:
+    """``files`` sweeps in ``outdir`` plus ``outdir/index.txt`` (absolute paths)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(seed).spawn(files)
+    summaries = []
+    for box, file_seed in zip(sample_boxes(files, ra_start, dec_start), seeds):
+        summary = generate_sweep(outdir / sweep_name(box), box, rows, file_seed,
+                                 release_10002_fraction, object_density, lrg_density)
+        summaries.append(summary)
+        if progress is not None:
+            progress(summary)
+    (outdir / "index.txt").write_text("".join(f"{Path(s.path).resolve()}\n" for s in summaries))
+    return summaries
+
+
+def write_defect(path: Union[str, Path], kind: str, rows: int = 500, seed: int = 0) -> Path:
+    """A file of a given defect, for tests: see :data:`DEFECT_KINDS`."""
+    import fitsio
+    from numpy.lib import recfunctions
+
+    path = Path(path)
+    box = SweepBox(0.0, 5.0, 0.0, 5.0)
+    if kind == "not-fits":
+        path.write_text("this is not a FITS file\n")
+    elif kind == "truncated":
+        summary = generate_sweep(path, box, rows, seed)
+        with fitsio.FITS(str(path)) as fits:
+            data_start = fits[1].get_offsets()["data_start"]
+        with open(path, "r+b") as fh:  # cut mid-data, past a whole number of 2880-byte blocks
+            fh.truncate(data_start + (summary.rows * ROW_BYTES) // 2 + 17)
+    elif kind == "missing-column":
+        generate_sweep(path, box, rows, seed)
+        data = fitsio.read(str(path), ext="SWEEP")
+        data = recfunctions.drop_fields(data, "FLUX_W1", usemask=False)
+        with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+            fits.write(None, header=_primary_header(box))
+            fits.write(data, extname="SWEEP")
+    elif kind == "empty":
+        generate_sweep(path, box, 0, seed)
+    elif kind == "dr9":
+        generate_sweep(path, SweepBox(0.0, 10.0, 0.0, 5.0), rows, seed, dtype=dr9_dtype(),
+                       release_default=9010, release_10002_fraction=0.0)
+    else:
+        raise ValueError(f"unknown defect {kind!r}; choose one of {', '.join(DEFECT_KINDS)}")
+    return path
