@@ -22,7 +22,7 @@ class UnknownBrickError(ValueError):
     """Bricknames that are not on the grid."""
 
     def __init__(self, names: Any) -> None:
-        names = list(names)
+        names = [str(n) for n in names]
         shown = ", ".join(repr(n) for n in names[:5])
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         super().__init__(f"{len(names)} unknown brickname(s): {shown}{more}")
