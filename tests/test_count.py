@@ -35,8 +35,15 @@ def test_count_sweep_equals_whole_table_count(sample, config, selection):
     pd.testing.assert_frame_equal(got.reset_index(drop=True),
                                   expected_counts(path, selection, config), check_dtype=False)
     assert got["brickname"].is_monotonic_increasing
-    assert (got["lrg_count"] == 0).any()  # bricks without LRGs are rows, not gaps
     assert got["lrg_count"].sum() > 0
+
+
+def test_bricks_without_lrgs_are_rows_not_gaps(sample, config):
+    path = sample["paths"][0]
+    strict = config.replace(cuts={"lrg_z_mag_max": 18.85})  # few LRGs: many empty bricks
+    got = halo_lrg.count_sweep(path, "seed", config=strict)
+    assert (got["lrg_count"] == 0).sum() > 0
+    assert got["brickname"].tolist() == sample["summaries"][0].bricknames
 
 
 @settings(max_examples=10, deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import fitsio
 import numpy as np
@@ -55,7 +56,7 @@ def test_the_brick_at_a_point_contains_it_and_round_trips(ra, dec):
     name = brickname_at(ra, dec)[0]
     row = brick_table([name]).iloc[0]
     assert row.brickid == brickid_at(ra, dec)[0]
-    assert row.ra1 <= ra < row.ra2 or row.ra2 == 360.0 and row.ra1 <= ra
+    assert row.ra1 <= ra < row.ra2 or (row.ra2 == 360.0 and row.ra1 <= ra)
     assert row.dec1 <= dec <= row.dec2
 
 
@@ -132,7 +133,7 @@ def test_generated_objects_are_consistent_and_inside_their_box(sample):
 def test_generation_is_deterministic(tmp_path):
     a = generate_sample(tmp_path / "a", files=1, rows=2000, seed=5)[0]
     b = generate_sample(tmp_path / "b", files=1, rows=2000, seed=5)[0]
-    digest = [hashlib.sha256(open(s.path, "rb").read()).hexdigest() for s in (a, b)]
+    digest = [hashlib.sha256(Path(s.path).read_bytes()).hexdigest() for s in (a, b)]
     assert digest[0] == digest[1]
     assert (tmp_path / "a" / "index.txt").read_text().strip().endswith(
         "sweep-150p000-155p005.fits")

@@ -152,14 +152,10 @@ main.add_command(run_command)
 
 def _register_commands() -> None:
     """Commands living in their own modules, so each stays small."""
+    from halo_lrg.science_cli import density_command, plot_command, regions_command
     from halo_lrg.synth_cli import synth_command
 
-    main.add_command(synth_command)
-    try:  # TEMP: science commands land with issue 6
-        from halo_lrg.science_cli import density_command, plot_command, regions_command
-    except ImportError:
-        return
-    for command in (density_command, regions_command, plot_command):
+    for command in (synth_command, density_command, regions_command, plot_command):
         main.add_command(command)
 
 

@@ -71,11 +71,22 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class ScienceConfig:
+    cell_deg: float
+    top: int
+    min_area: float
+    map_width_in: float
+    map_height_in: float
+    map_dpi: int
+
+
+@dataclass(frozen=True)
 class Config:
     cuts: CutsConfig
     read: ReadConfig
     run: RunConfig
     synth: SynthConfig
+    science: ScienceConfig
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(run={"master": "local[2]"})``.

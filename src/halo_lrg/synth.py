@@ -16,6 +16,7 @@ across files is exercised.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -227,6 +228,15 @@ def _fill_chunk(rng: np.random.Generator, dtype: np.dtype, ra: np.ndarray, dec: 
 
 # --- files ------------------------------------------------------------------------------------
 
+def _synth_defaults(*values: Optional[float]) -> tuple[float, float, float]:
+    """(release_10002_fraction, object_density, lrg_density), unset ones from config."""
+    from halo_lrg.config import load_config
+
+    synth = load_config().synth
+    defaults = (synth.release_10002_fraction, synth.object_density, synth.lrg_density)
+    return tuple(d if v is None else v for v, d in zip(values, defaults))  # type: ignore
+
+
 def _primary_header(box: SweepBox) -> list[dict[str, Any]]:
     return [{"name": "RAMIN", "value": box.ra_min, "comment": "box minimum RA [deg]"},
             {"name": "RAMAX", "value": box.ra_max, "comment": "box maximum RA [deg]"},
@@ -239,16 +249,21 @@ def generate_sweep(
     box: SweepBox,
     rows: int,
     seed: Union[int, np.random.SeedSequence] = 0,
-    release_10002_fraction: float = 0.25,
-    object_density: float = 25000.0,
-    lrg_density: float = 605.0,
+    release_10002_fraction: Optional[float] = None,
+    object_density: Optional[float] = None,
+    lrg_density: Optional[float] = None,
     chunk_rows: int = CHUNK_ROWS,
     dtype: Optional[np.dtype] = None,
     release_default: int = 10000,
 ) -> SweepSummary:
-    """Write one DR10-schema sweep of ``rows`` objects inside ``box``; memory ~ chunk_rows."""
+    """Write one DR10-schema sweep of ``rows`` objects inside ``box``; memory ~ chunk_rows.
+
+    Unset densities and the 10002 fraction come from the ``[synth]`` configuration.
+    """
     import fitsio
 
+    release_10002_fraction, object_density, lrg_density = _synth_defaults(
+        release_10002_fraction, object_density, lrg_density)
     started = time.perf_counter()
     path = str(path)
     dtype = dtype or dr10_dtype()
@@ -285,14 +300,16 @@ def generate_sweep(
 
 
 def sample_boxes(files: int, ra_start: float, dec_start: float) -> list[SweepBox]:
-    """``files`` DR10 boxes stacked upward in Dec, moving one RA column east before +90."""
+    """``files`` DR10 boxes tiling a near-square patch from (ra_start, dec_start): columns of
+    boxes stacked in Dec (adjacent boxes share the bricks on their common edge), then the
+    next column east. Columns never cross Dec +90."""
+    per_column = max(1, min(math.ceil(math.sqrt(files)),
+                            int((90.0 - dec_start) // BOX_SIZE_DEG)))
     boxes = []
-    ra, dec = ra_start, dec_start
-    for _ in range(files):
-        if dec + BOX_SIZE_DEG > 90.0:
-            ra, dec = (ra + BOX_SIZE_DEG) % 360.0, dec_start
+    for k in range(files):
+        ra = (ra_start + (k // per_column) * BOX_SIZE_DEG) % 360.0
+        dec = dec_start + (k % per_column) * BOX_SIZE_DEG
         boxes.append(SweepBox(ra, ra + BOX_SIZE_DEG, dec, dec + BOX_SIZE_DEG))
-        dec += BOX_SIZE_DEG
     return boxes
 
 
@@ -303,12 +320,14 @@ def generate_sample(
     seed: int = 0,
     ra_start: float = 150.0,
     dec_start: float = 0.0,
-    release_10002_fraction: float = 0.25,
-    object_density: float = 25000.0,
-    lrg_density: float = 605.0,
+    release_10002_fraction: Optional[float] = None,
+    object_density: Optional[float] = None,
+    lrg_density: Optional[float] = None,
     progress: Optional[Any] = None,
 ) -> list[SweepSummary]:
     """``files`` sweeps in ``outdir`` plus ``outdir/index.txt`` (absolute paths)."""
+    release_10002_fraction, object_density, lrg_density = _synth_defaults(
+        release_10002_fraction, object_density, lrg_density)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     seeds = np.random.SeedSequence(seed).spawn(files)
