@@ -141,3 +141,16 @@ def test_missing_index_and_empty_index(spark, config, tmp_path):
     index = write_index(tmp_path / "index.txt", ["# nothing here"])
     with pytest.raises(RunFailed, match="no sweep files to read"):
         run(spark, config, index, tmp_path / "out")
+
+
+def test_with_density_writes_the_density_table(spark, config, sample, tmp_path):
+    out = tmp_path / "out"
+    run_job(spark, JobSpec(str(sample["index"]), str(out), config, with_density=True),
+            emit=lambda _line: None)
+    density = pd.read_csv(out / "lrg_density.csv", dtype={"brickname": str})
+    counts = read_counts(out)
+    assert density["brickname"].tolist() == counts["brickname"].tolist()
+    assert (density["lrg_density"] * density["area_deg2"]).round().astype(int).tolist() == (
+        counts["lrg_count"].tolist())
+    run(spark, config, sample["index"], out)  # a run without it retires the stale table
+    assert not (out / "lrg_density.csv").exists()

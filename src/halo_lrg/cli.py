@@ -99,14 +99,16 @@ def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Op
 @click.option("--min-z-minus-w1", type=float, default=None, help="seed: z - W1 > this [0.8].")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows read per chunk (memory per task ~ chunk x columns).")
+@click.option("--with-density", is_flag=True,
+              help="Also write DIR/lrg_density.csv: brick centre, exact area, LRGs per deg².")
 @footprint_options
 @click.pass_context
 def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: Optional[str],
                 on_error: Optional[str], master: Optional[str], max_sweeps: Optional[int],
                 z_mag_max: Optional[float], min_r_minus_z: Optional[float],
                 min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
-                ra_min: Optional[float], ra_max: Optional[float], dec_min: Optional[float],
-                dec_max: Optional[float]) -> None:
+                with_density: bool, ra_min: Optional[float], ra_max: Optional[float],
+                dec_min: Optional[float], dec_max: Optional[float]) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
@@ -131,7 +133,7 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
     )
     try:
         spec = JobSpec(index_uri, output_uri, config,
-                       make_footprint(ra_min, ra_max, dec_min, dec_max))
+                       make_footprint(ra_min, ra_max, dec_min, dec_max), with_density)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

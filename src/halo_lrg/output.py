@@ -23,6 +23,7 @@ COUNTS_DIR = "lrg_counts_per_brick"
 COUNTS_FILE = "part-00000.csv"
 MANIFEST_FILE = "manifest.json"
 COUNTS_HEADER = ("brickname", "lrg_count")
+DENSITY_FILE = "lrg_density.csv"
 
 
 def counts_csv_bytes(counts: pd.DataFrame) -> bytes:
@@ -81,11 +82,22 @@ class OutputLocation:
     def remove_counts(self) -> None:
         shutil.rmtree(os.path.join(self.root, COUNTS_DIR), ignore_errors=True)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def uri_of(self, name: str) -> str:
+        return join_uri(self.uri, name)
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Replace ``<output>/<name>`` atomically (write aside, then rename)."""
         os.makedirs(self.root, exist_ok=True)
-        target = os.path.join(self.root, MANIFEST_FILE)
-        fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.root)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(manifest_bytes(manifest))
+            fh.write(data)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        os.replace(tmp, os.path.join(self.root, name))
+
+    def remove_file(self, name: str) -> None:
+        path = os.path.join(self.root, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.write_file(MANIFEST_FILE, manifest_bytes(manifest))

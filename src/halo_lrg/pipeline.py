@@ -33,7 +33,7 @@ from halo_lrg.count import count_sweep_file
 from halo_lrg.cuts import get_selection
 from halo_lrg.footprint import Footprint
 from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
-from halo_lrg.output import OutputLocation, counts_csv_bytes
+from halo_lrg.output import DENSITY_FILE, OutputLocation, counts_csv_bytes
 from halo_lrg.reader import SweepError
 from halo_lrg.sources import SourceError, file_size, local_copy, read_text
 
@@ -56,6 +56,8 @@ class JobSpec:
     output_uri: str
     config: Config
     footprint: Optional[Footprint] = None
+    #: Also write <output>/lrg_density.csv (centres, areas, LRGs per deg²).
+    with_density: bool = False
 
     def __post_init__(self) -> None:
         if self.config.run.on_error not in ON_ERROR_CHOICES:
@@ -88,6 +90,7 @@ class RunResult:
     seconds: float
     counts_uri: Optional[str]
     manifest_uri: str
+    density_uri: Optional[str] = None
     inputs: IndexSelection = field(repr=False, default=None)  # type: ignore[assignment]
 
     @property
@@ -248,6 +251,7 @@ def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, An
         "index": spec.index_uri,
         "output": spec.output_uri,
         "counts_csv": result.counts_uri,
+        "density_csv": result.density_uri,
         "selection": {"name": selection.name, "description": selection.description,
                       "parameters": dict(selection.parameters)},
         "footprint": spec.footprint.to_dict() if spec.footprint else None,
@@ -340,8 +344,9 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         else:
             results.append(FileResult(uri, "cancelled", bytes=size,
                                       error="not read: the run stopped first"))
-    result = RunResult(results, 0 if counts is None else len(counts),
-                       time.perf_counter() - started, None, output.manifest_uri, inputs)
+    result = RunResult(results, bricks=0 if counts is None else len(counts),
+                       seconds=time.perf_counter() - started, counts_uri=None,
+                       manifest_uri=output.manifest_uri, inputs=inputs)
 
     failures = result.failed
     if crashed is not None and not failures:
@@ -349,6 +354,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         raise RunFailed(f"Spark job failed: {first[0] if first else type(crashed).__name__}")
     if (failures and config.run.on_error == "fail") or counts is None:
         output.remove_counts()
+        output.remove_file(DENSITY_FILE)
         output.write_manifest(build_manifest(spec, result, "failed"))
         more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \
             if len(failures) > 1 else ""
@@ -356,6 +362,15 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
 
     output.replace_counts(counts_csv_bytes(counts))
     result.counts_uri = output.counts_uri
+    if spec.with_density:
+        from halo_lrg.density import density_table
+
+        table = density_table(counts)
+        output.write_file(DENSITY_FILE, table.to_csv(index=False, float_format="%.10g",
+                                                     lineterminator="\n").encode())
+        result.density_uri = output.uri_of(DENSITY_FILE)
+    else:
+        output.remove_file(DENSITY_FILE)  # a stale one from an earlier run would mislead
     output.write_manifest(build_manifest(spec, result, "complete"))
     return result
 
@@ -367,6 +382,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"rows: {sum(f.rows for f in ok):,}   LRGs: {result.lrg:,}   bricks: {result.bricks:,}"
         f"   time: {result.seconds:.1f} s",
         f"counts:   {result.counts_uri}",
+        *([f"density:  {result.density_uri}"] if result.density_uri else []),
         f"manifest: {result.manifest_uri}",
     ]
     lines += [f"skipped (failed): {f.error}" for f in result.failed]
