@@ -80,11 +80,12 @@ def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Op
 
 @click.command("run", context_settings=CONTEXT_SETTINGS)
 @click.option("--index", "index_uri", required=True, metavar="INDEX",
-              help="Text file listing sweep files, one per line (local path or file://). "
+              help="Text file listing sweep files, one per line: local paths, file://, "
+                   "s3:// or http(s):// (the index itself may be any of these too). "
                    "Blank lines and # comments are ignored; duplicates dropped with a warning.")
 @click.option("--output", "output_uri", required=True, metavar="DIR",
-              help="Output directory: gets lrg_counts_per_brick/part-00000.csv and "
-                   "manifest.json (replaced on rerun).")
+              help="Output directory or s3://bucket/prefix: gets "
+                   "lrg_counts_per_brick/part-00000.csv and manifest.json (replaced on rerun).")
 @click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
               help="LRG selection [default from config: seed].")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
@@ -99,6 +100,9 @@ def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Op
 @click.option("--min-z-minus-w1", type=float, default=None, help="seed: z - W1 > this [0.8].")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="Rows read per chunk (memory per task ~ chunk x columns).")
+@click.option("--region", default=None, metavar="AWS_REGION",
+              help="AWS region for s3:// inputs and output [config remote.region; "
+                   "default: the AWS SDK's chain].")
 @click.option("--with-density", is_flag=True,
               help="Also write DIR/lrg_density.csv: brick centre, exact area, LRGs per deg².")
 @footprint_options
@@ -107,8 +111,8 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
                 on_error: Optional[str], master: Optional[str], max_sweeps: Optional[int],
                 z_mag_max: Optional[float], min_r_minus_z: Optional[float],
                 min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
-                with_density: bool, ra_min: Optional[float], ra_max: Optional[float],
-                dec_min: Optional[float], dec_max: Optional[float]) -> None:
+                region: Optional[str], with_density: bool, ra_min: Optional[float],
+                ra_max: Optional[float], dec_min: Optional[float], dec_max: Optional[float]) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
@@ -130,6 +134,7 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
               "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
         run={"on_error": on_error, "max_sweeps": max_sweeps},
         read={"chunk_rows": chunk_rows},
+        remote={"region": region},
     )
     try:
         spec = JobSpec(index_uri, output_uri, config,
@@ -154,10 +159,12 @@ main.add_command(run_command)
 
 def _register_commands() -> None:
     """Commands living in their own modules, so each stays small."""
+    from halo_lrg.remote_cli import index_command
     from halo_lrg.science_cli import density_command, plot_command, regions_command
     from halo_lrg.synth_cli import synth_command
 
-    for command in (synth_command, density_command, regions_command, plot_command):
+    for command in (synth_command, index_command, density_command, regions_command,
+                    plot_command):
         main.add_command(command)
 
 

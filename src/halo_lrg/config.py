@@ -81,12 +81,39 @@ class ScienceConfig:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    region: str
+    s3_endpoint_url: str
+    profile: str
+    max_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    connect_timeout_seconds: float
+    read_timeout_seconds: float
+    download_chunk_bytes: int
+    s3_max_concurrency: int
+    s3_part_bytes: int
+    verify_etag: bool
+    tmp_dir: str
+    head_concurrency: int
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    dr10_south_url: str
+    dr9_south_url: str
+    dr9_north_url: str
+
+
+@dataclass(frozen=True)
 class Config:
     cuts: CutsConfig
     read: ReadConfig
     run: RunConfig
     synth: SynthConfig
     science: ScienceConfig
+    remote: RemoteConfig
+    index: IndexConfig
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(run={"master": "local[2]"})``.

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -43,13 +43,11 @@ def join_uri(base: str, *parts: str) -> str:
 
 
 class OutputLocation:
-    """A run's output directory: a local path, ``file://`` URI or (with remote support) S3."""
+    """A run's output directory: a local path or ``file://`` URI (see :class:`S3Output`)."""
 
     def __init__(self, uri: str, config: Config) -> None:
         self.uri = uri
         self.config = config
-        if scheme_of(uri) != "file":
-            raise ValueError(f"{uri}: unsupported output location (use a local path)")
         self.root = local_path(uri)
 
     @property
@@ -59,6 +57,9 @@ class OutputLocation:
     @property
     def manifest_uri(self) -> str:
         return join_uri(self.uri, MANIFEST_FILE)
+
+    def uri_of(self, name: str) -> str:
+        return join_uri(self.uri, name)
 
     def replace_counts(self, csv: bytes) -> None:
         """Atomically swap in a new ``lrg_counts_per_brick/`` holding exactly one CSV."""
@@ -82,9 +83,6 @@ class OutputLocation:
     def remove_counts(self) -> None:
         shutil.rmtree(os.path.join(self.root, COUNTS_DIR), ignore_errors=True)
 
-    def uri_of(self, name: str) -> str:
-        return join_uri(self.uri, name)
-
     def write_file(self, name: str, data: bytes) -> None:
         """Replace ``<output>/<name>`` atomically (write aside, then rename)."""
         os.makedirs(self.root, exist_ok=True)
@@ -101,3 +99,67 @@ class OutputLocation:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_file(MANIFEST_FILE, manifest_bytes(manifest))
+
+
+class S3Output(OutputLocation):
+    """``s3://bucket/prefix``: each file is one PUT, so it is whole or absent."""
+
+    def __init__(self, uri: str, config: Config) -> None:
+        from halo_lrg.s3_source import split_s3_uri
+
+        split_s3_uri(uri)  # a clear error for a malformed URI, before any work
+        self.uri = uri.rstrip("/")
+        self.config = config
+
+    def _do(self, action: Callable[[], Any], uri: str) -> Any:
+        from halo_lrg.retry import TransientError
+        from halo_lrg.s3_source import S3Error
+
+        try:
+            return action()
+        except (S3Error, TransientError) as exc:
+            raise OutputError(f"{uri}: {exc}") from None
+
+    def replace_counts(self, csv: bytes) -> None:
+        from halo_lrg import s3_source
+
+        prefix = join_uri(self.uri, COUNTS_DIR) + "/"
+        remote = self.config.remote
+        self._do(lambda: s3_source.delete_prefix(prefix, remote), prefix)
+        self._do(lambda: s3_source.put_bytes(self.counts_uri, csv, remote, "text/csv"),
+                 self.counts_uri)
+
+    def remove_counts(self) -> None:
+        from halo_lrg import s3_source
+
+        prefix = join_uri(self.uri, COUNTS_DIR) + "/"
+        self._do(lambda: s3_source.delete_prefix(prefix, self.config.remote), prefix)
+
+    def write_file(self, name: str, data: bytes) -> None:
+        from halo_lrg import s3_source
+
+        uri = self.uri_of(name)
+        self._do(lambda: s3_source.put_bytes(uri, data, self.config.remote), uri)
+
+    def remove_file(self, name: str) -> None:
+        from halo_lrg import s3_source
+
+        uri = self.uri_of(name)
+        self._do(lambda: s3_source.delete(uri, self.config.remote), uri)
+
+
+class OutputError(Exception):
+    """The result could not be written; the message names the location."""
+
+
+def output_location(uri: str, config: Config) -> OutputLocation:
+    """Where a run writes: a local directory or an S3 prefix."""
+    scheme = scheme_of(uri)
+    if scheme == "file":
+        return OutputLocation(uri, config)
+    if scheme in ("s3", "s3a", "s3n"):
+        try:
+            return S3Output(uri, config)
+        except ValueError as exc:
+            raise OutputError(str(exc)) from None
+    raise OutputError(f"{uri}: unsupported output location (use a local path or s3://)")

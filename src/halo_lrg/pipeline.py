@@ -17,6 +17,7 @@ With ``on_error=fail`` the driver cancels the job as soon as one file fails.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 import time
@@ -33,9 +34,15 @@ from halo_lrg.count import count_sweep_file
 from halo_lrg.cuts import get_selection
 from halo_lrg.footprint import Footprint
 from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
-from halo_lrg.output import DENSITY_FILE, OutputLocation, counts_csv_bytes
+from halo_lrg.output import DENSITY_FILE, OutputError, counts_csv_bytes, output_location
 from halo_lrg.reader import SweepError
-from halo_lrg.sources import SourceError, file_size, local_copy, read_text
+from halo_lrg.sources import (
+    SourceError,
+    file_sizes,
+    local_copy,
+    read_text,
+    with_resolved_endpoint,
+)
 
 PARTIAL_SCHEMA = (
     "uri string, brickname string, n_objects long, lrg_count long, "
@@ -235,7 +242,7 @@ def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
     except SourceError as exc:
         raise RunFailed(f"cannot read the index {exc}") from None
     inputs = select_inputs(text, spec.footprint, spec.config.run.max_sweeps)
-    sizes = [file_size(uri, spec.config) for uri in inputs.uris]
+    sizes = file_sizes(inputs.uris, spec.config)
     order = order_largest_first(inputs.uris, sizes)
     inputs.uris = [inputs.uris[i] for i in order]
     return inputs, [sizes[i] for i in order]
@@ -283,8 +290,13 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     from pyspark.storagelevel import StorageLevel
 
     started = time.perf_counter()
-    config = spec.config
-    output = OutputLocation(spec.output_uri, config)
+    # Tasks run in other processes: make the S3 endpoint explicit in what they receive.
+    config = with_resolved_endpoint(spec.config)
+    spec = dataclasses.replace(spec, config=config)
+    try:
+        output = output_location(spec.output_uri, config)
+    except OutputError as exc:
+        raise RunFailed(str(exc)) from None
     inputs, sizes = plan_inputs(spec)
     for uri in inputs.duplicates:
         emit(f"warning: duplicate index entry dropped: {uri}")
@@ -352,14 +364,28 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     if crashed is not None and not failures:
         first = str(crashed).strip().splitlines()
         raise RunFailed(f"Spark job failed: {first[0] if first else type(crashed).__name__}")
-    if (failures and config.run.on_error == "fail") or counts is None:
-        output.remove_counts()
-        output.remove_file(DENSITY_FILE)
-        output.write_manifest(build_manifest(spec, result, "failed"))
-        more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \
-            if len(failures) > 1 else ""
-        raise RunFailed(f"{failures[0].error}{more}")
+    try:
+        if (failures and config.run.on_error == "fail") or counts is None:
+            _retire(output, spec, result)
+            more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \
+                if len(failures) > 1 else ""
+            raise RunFailed(f"{failures[0].error}{more}")
+        _publish(output, spec, result, counts)
+    except OutputError as exc:
+        raise RunFailed(f"cannot write the result: {exc}") from None
+    return result
 
+
+def _retire(output: Any, spec: JobSpec, result: RunResult) -> None:
+    """A failed run: no result that looks complete, and a manifest saying what went wrong."""
+    output.remove_counts()
+    output.remove_file(DENSITY_FILE)
+    output.write_manifest(build_manifest(spec, result, "failed"))
+
+
+def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame) -> None:
+    """The CSV (one write), the optional density table, then the manifest, which comes last
+    so that a manifest saying "complete" always describes the files beside it."""
     output.replace_counts(counts_csv_bytes(counts))
     result.counts_uri = output.counts_uri
     if spec.with_density:
@@ -372,7 +398,6 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     else:
         output.remove_file(DENSITY_FILE)  # a stale one from an earlier run would mislead
     output.write_manifest(build_manifest(spec, result, "complete"))
-    return result
 
 
 def summary_lines(result: RunResult) -> list[str]:

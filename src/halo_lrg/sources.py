@@ -1,18 +1,27 @@
-"""Where sweep files and indexes come from: local paths and ``file://`` URIs.
+"""Where sweep files and indexes come from: local paths, ``file://``, ``s3://``, ``http(s)://``.
 
 Every input goes through :func:`local_copy` (a local path for the duration of a ``with``
-block) or :func:`read_text`, so the pipeline never cares where bytes live.
+block: remote files are downloaded to a private temp directory, verified, and deleted when
+the block ends, even when reading fails) or :func:`read_text`, so the pipeline never cares
+where bytes live. Errors are :class:`SourceError` naming the URI, never a temp path.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Optional
 from urllib.parse import unquote, urlparse
 
 from halo_lrg.config import Config
+from halo_lrg.retry import TransientError
+
+REMOTE_SCHEMES = ("s3", "s3a", "s3n", "http", "https")
+TEMP_PREFIX = "halo-lrg-"
 
 
 class SourceError(Exception):
@@ -33,6 +42,10 @@ def scheme_of(uri: str) -> str:
     return parsed.scheme.lower()
 
 
+def is_s3(uri: str) -> bool:
+    return scheme_of(uri) in ("s3", "s3a", "s3n")
+
+
 def local_path(uri: str) -> str:
     """The filesystem path of a local path or ``file://`` URI."""
     if scheme_of(uri) != "file":
@@ -42,40 +55,143 @@ def local_path(uri: str) -> str:
     return os.path.expanduser(uri)
 
 
-def _unsupported(uri: str) -> SourceError:
-    return SourceError(uri, f"unsupported URI scheme {scheme_of(uri)!r} "
-                            "(use a local path or file://)")
+def check_uri(uri: str) -> None:
+    """Refuse a URI no source can read, before any work starts."""
+    scheme = scheme_of(uri)
+    if scheme != "file" and scheme not in REMOTE_SCHEMES:
+        raise SourceError(uri, f"unsupported URI scheme {scheme!r} "
+                               "(use a path, file://, s3:// or http(s)://)")
+    if is_s3(uri):
+        from halo_lrg.s3_source import split_s3_uri
+
+        try:
+            split_s3_uri(uri)
+        except ValueError as exc:
+            raise SourceError(uri, str(exc).split(": ", 1)[-1]) from None
 
 
 @contextmanager
-def local_copy(uri: str, config: Config, workdir: Optional[str] = None) -> Iterator[str]:
+def _translated(uri: str) -> Iterator[None]:
+    """Turn every fetch failure into a SourceError naming the URI."""
+    from halo_lrg.http_source import PermanentHTTPError
+    from halo_lrg.s3_source import S3Error
+
+    try:
+        yield
+    except TransientError as exc:
+        raise SourceError(uri, str(exc), transient=True) from None
+    except (PermanentHTTPError, S3Error) as exc:
+        raise SourceError(uri, str(exc)) from None
+    except OSError as exc:  # local disk full, temp dir missing...
+        raise SourceError(uri, f"cannot store the download ({exc})") from None
+
+
+def _download(uri: str, dest: str, config: Config) -> None:
+    from halo_lrg import http_source, s3_source
+
+    with _translated(uri):
+        if is_s3(uri):
+            s3_source.download(uri, dest, config.remote)
+        else:
+            http_source.download(uri, dest, config.remote)
+
+
+@contextmanager
+def local_copy(uri: str, config: Config) -> Iterator[str]:
     """A local path holding ``uri``'s bytes for the duration of the ``with`` block."""
-    if scheme_of(uri) != "file":
-        raise _unsupported(uri)
-    path = local_path(uri)
-    if not os.path.exists(path):
-        raise SourceError(uri, "no such file")
-    yield path
+    check_uri(uri)
+    if scheme_of(uri) == "file":
+        path = local_path(uri)
+        if not os.path.exists(path):
+            raise SourceError(uri, "no such file")
+        yield path
+        return
+    workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.remote.tmp_dir or None)
+    try:
+        name = os.path.basename(urlparse(uri).path) or "download"
+        dest = os.path.join(workdir, name)
+        _download(uri, dest, config)
+        yield dest
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def read_bytes(uri: str, config: Config) -> bytes:
+    check_uri(uri)
+    scheme = scheme_of(uri)
+    if scheme == "file":
+        try:
+            with open(local_path(uri), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise SourceError(uri, "no such file") from None
+        except OSError as exc:
+            raise SourceError(uri, f"cannot read ({exc.strerror or exc})") from None
+    from halo_lrg import http_source, s3_source
+
+    with _translated(uri):
+        if is_s3(uri):
+            return s3_source.read_bytes(uri, config.remote)
+        return http_source.read_bytes(uri, config.remote)
 
 
 def read_text(uri: str, config: Config) -> str:
-    """The whole text of a small file (an index)."""
-    if scheme_of(uri) != "file":
-        raise _unsupported(uri)
+    """The whole text of a small file (an index, a directory listing)."""
+    data = read_bytes(uri, config)
     try:
-        with open(local_path(uri), encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise SourceError(uri, "no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(uri, f"cannot read ({exc})") from None
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(uri, "not UTF-8 text") from None
+
+
+def write_bytes(uri: str, data: bytes, config: Config) -> None:
+    """Write a small file (an index) to a local path or S3."""
+    check_uri(uri)
+    if is_s3(uri):
+        from halo_lrg import s3_source
+
+        with _translated(uri):
+            s3_source.put_bytes(uri, data, config.remote)
+        return
+    if scheme_of(uri) != "file":
+        raise SourceError(uri, "can only write to a local path or s3://")
+    path = local_path(uri)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
 
 
 def file_size(uri: str, config: Config) -> Optional[int]:
-    """Size in bytes if it can be known cheaply, else None."""
-    if scheme_of(uri) == "file":
-        try:
+    """Size in bytes if it can be known (stat, HEAD), else None: never raises."""
+    try:
+        if scheme_of(uri) == "file":
             return os.path.getsize(local_path(uri))
-        except OSError:
-            return None
+        from halo_lrg import http_source, s3_source
+
+        if is_s3(uri):
+            return int(s3_source.head(uri, config.remote)["ContentLength"])
+        if scheme_of(uri) in ("http", "https"):
+            return http_source.content_length(uri, config.remote)
+    except Exception:  # a missing file is reported by its task, with the reason
+        return None
     return None
+
+
+def file_sizes(uris: Sequence[str], config: Config) -> list[Optional[int]]:
+    """Sizes of many inputs, remote ones looked up concurrently."""
+    if all(scheme_of(u) == "file" for u in uris):
+        return [file_size(u, config) for u in uris]
+    with ThreadPoolExecutor(max_workers=max(1, config.remote.head_concurrency)) as pool:
+        return list(pool.map(lambda u: file_size(u, config), uris))
+
+
+def with_resolved_endpoint(config: Config) -> Config:
+    """The config with the S3 endpoint made explicit, for tasks in other processes whose
+    environment may differ from the driver's (AWS_ENDPOINT_URL[_S3] honoured as the SDKs
+    do)."""
+    from halo_lrg.s3_source import endpoint_url
+
+    endpoint = endpoint_url(config.remote)
+    if endpoint and endpoint != config.remote.s3_endpoint_url:
+        return config.replace(remote={"s3_endpoint_url": endpoint})
+    return config
