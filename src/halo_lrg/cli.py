@@ -112,7 +112,8 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
                 z_mag_max: Optional[float], min_r_minus_z: Optional[float],
                 min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
                 region: Optional[str], with_density: bool, ra_min: Optional[float],
-                ra_max: Optional[float], dec_min: Optional[float], dec_max: Optional[float]) -> None:
+                ra_max: Optional[float], dec_min: Optional[float],
+                dec_max: Optional[float]) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
