@@ -15,7 +15,9 @@ os.environ["PYSPARK_PYTHON"] = sys.executable
 os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
 for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                    "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1"}.items():
+                   "AWS_DEFAULT_REGION": "us-east-1",
+                   # never let the credential chain probe the EC2 metadata address
+                   "AWS_EC2_METADATA_DISABLED": "true"}.items():
     os.environ[key] = value
 for key in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "HALO_LRG_CONFIG"):
     os.environ.pop(key, None)
