@@ -69,3 +69,11 @@ def defects(tmp_path_factory) -> dict:
         paths[kind] = Path(outdir) / name
         write_defect(paths[kind], kind)
     return paths
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The package's wheel, built once per session into a temp dist/ (as `make wheel` does)."""
+    from halo_lrg.emr_launch import ensure_wheel
+
+    return ensure_wheel(tmp_path_factory.mktemp("dist"), emit=lambda _line: None)

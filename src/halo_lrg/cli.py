@@ -160,12 +160,13 @@ main.add_command(run_command)
 
 def _register_commands() -> None:
     """Commands living in their own modules, so each stays small."""
+    from halo_lrg.emr_cli import fetch_command, status_command, submit_command
     from halo_lrg.remote_cli import index_command
     from halo_lrg.science_cli import density_command, plot_command, regions_command
     from halo_lrg.synth_cli import synth_command
 
     for command in (synth_command, index_command, density_command, regions_command,
-                    plot_command):
+                    plot_command, submit_command, status_command, fetch_command):
         main.add_command(command)
 
 

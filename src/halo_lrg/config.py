@@ -106,6 +106,28 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class EmrConfig:
+    region: str
+    release_label: str
+    job_name: str
+    instance_type: str
+    core_instance_type: str
+    core_count: int
+    spot: bool
+    service_role: str
+    job_flow_role: str
+    code_prefix: str
+    output_prefix: str
+    log_uri: str
+    sweep_index_s3: str
+    idle_timeout_seconds: int
+    python: str
+    bootstrap_packages: str
+    poll_interval_seconds: float
+    wait_timeout_seconds: float
+
+
+@dataclass(frozen=True)
 class Config:
     cuts: CutsConfig
     read: ReadConfig
@@ -114,6 +136,7 @@ class Config:
     science: ScienceConfig
     remote: RemoteConfig
     index: IndexConfig
+    emr: EmrConfig
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(run={"master": "local[2]"})``.
