@@ -63,5 +63,15 @@ wheel: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests jobs bench
 
+# A transient EMR cluster runs the job and the result comes back to $(OUT)/emr.
+# make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [ARGS='--core-count 4']
+emr-run: $(STAMP)
+	@[ -n "$(BUCKET)" ] && [ -n "$(REGION)" ] && [ -n "$(INDEX)" ] || \
+	  { echo "usage: make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [ARGS='--core-count 4 --spot']"; exit 2; }
+	$(BIN)/halo-lrg submit --wait --region $(REGION) --sweep-index-s3 $(INDEX) \
+	  --code-prefix s3://$(BUCKET)/halo-lrg/code --log-uri s3://$(BUCKET)/halo-lrg/logs \
+	  --output-prefix s3://$(BUCKET)/halo-lrg/runs/$$(date -u +%Y%m%dT%H%M%SZ) \
+	  --dest $(OUT)/emr $(ARGS)
+
 clean:
 	rm -rf build dist $(OUT) .pytest_cache .ruff_cache src/*.egg-info

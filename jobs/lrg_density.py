@@ -9,6 +9,12 @@ same bytes under a .zip name on local and standalone masters, which import only 
 """
 
 from halo_lrg.cli import run_command
+from halo_lrg.spark import stop_session
 
 if __name__ == "__main__":
-    run_command(prog_name="lrg_density.py")
+    try:
+        run_command(prog_name="lrg_density.py")
+    finally:
+        # Stop Spark before the interpreter exits, so executors are released cleanly rather
+        # than killed by JVM shutdown hooks mid-relaunch.
+        stop_session()

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, TypeVar, Union, get_type_hints
 
@@ -215,11 +216,23 @@ def _apply(cfg: T, updates: Mapping[str, Mapping[str, Any]], origin: str) -> T:
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            return _parse_toml(fh.read(), path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _parse_toml(data: bytes, origin: Any) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+
+
+def _packaged_defaults() -> dict[str, Any]:
+    # Through importlib.resources, not a path: on a cluster the package is imported from the
+    # zip/wheel shipped with --py-files, where no defaults.toml exists on disk.
+    data = resources.files("halo_lrg").joinpath("defaults.toml").read_bytes()
+    return _parse_toml(data, DEFAULTS_FILE)
 
 
 def _from_defaults(data: Mapping[str, Any]) -> Config:
@@ -259,7 +272,7 @@ def load_config(
 ) -> Config:
     """Defaults, then the user file (``path`` or ``$HALO_LRG_CONFIG``), then the environment."""
     env = os.environ if env is None else env
-    cfg = _from_defaults(_read_toml(DEFAULTS_FILE))
+    cfg = _from_defaults(_packaged_defaults())
     user_file = path or env.get(ENV_CONFIG_FILE)
     if user_file:
         cfg = _apply(cfg, _read_toml(Path(user_file)), origin=str(user_file))

@@ -33,23 +33,10 @@ def check_java() -> str:
     return java
 
 
-def running_under_spark_submit() -> bool:
-    """True when spark-submit launched this driver (its master and conf then win)."""
-    return "spark.master" in _submitted_conf() or bool(os.environ.get("SPARK_ENV_LOADED"))
-
-
-def _submitted_conf() -> dict[str, str]:
-    # spark-submit hands its --conf/--master to the Python driver through the JVM it starts;
-    # before any JVM exists there is nothing to read, so keep this cheap.
-    from pyspark import SparkContext
-
-    if SparkContext._active_spark_context is not None:
-        return dict(SparkContext._active_spark_context.getConf().getAll())
-    if os.environ.get("PYSPARK_GATEWAY_PORT"):
-        from pyspark import SparkConf
-
-        return dict(SparkConf().getAll())
-    return {}
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the JVM first and hands its gateway to this Python driver; its
+    --master and --conf then hold, and this process must not override them."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional[dict] = None
@@ -65,12 +52,12 @@ def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional
     except ImportError:
         raise SparkSetupError("pyspark is not installed: pip install 'halo-lrg[spark]' "
                               "(pyspark 3.5, as on EMR 7)") from None
-    submitted = _submitted_conf()
-    chosen = master or submitted.get("spark.master") or run.master
+    under_submit = launched_by_spark_submit()
     builder = SparkSession.builder.appName(run.app_name)
-    if master or "spark.master" not in submitted:
+    chosen = master or ("" if under_submit else run.master)
+    if chosen:
         builder = builder.master(chosen)
-    if chosen.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
+    if chosen.startswith("local") and not under_submit:
         check_java()
         # Without this, executors run `python3` from PATH and miss this venv's packages.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -90,6 +77,16 @@ def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional
         spark = builder.getOrCreate()
     except Exception as exc:  # Py4J / Java start-up failures: keep the user's last line short
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SparkSetupError(f"Spark failed to start with master {chosen!r}: {first}") from None
+        where = chosen or "from spark-submit"
+        raise SparkSetupError(f"Spark failed to start (master {where}): {first}") from None
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def stop_session() -> None:
+    """Stop the active SparkSession, if any (the end of a spark-submit job)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()

@@ -16,10 +16,12 @@ across files is exercised.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -28,7 +30,7 @@ import numpy as np
 from halo_lrg.bricks import brick_table, brickid_at, bricks_overlapping
 from halo_lrg.sweepnames import SweepBox, sweep_name
 
-COLUMNS_CSV = Path(__file__).with_name("data") / "dr10_sweep_columns.csv"
+COLUMNS_CSV = "data/dr10_sweep_columns.csv"  # package data: read via importlib.resources
 ROW_BYTES = 505
 BOX_SIZE_DEG = 5.0
 CHUNK_ROWS = 250_000
@@ -58,10 +60,11 @@ def _numpy_format(tform: str) -> Any:
     return (base, (repeat,)) if repeat > 1 else base
 
 
+@functools.lru_cache(maxsize=1)
 def dr10_columns() -> list[tuple[str, str, int]]:
     """(name, TFORM, byte offset) of the 130 DR10 columns, in order."""
-    with open(COLUMNS_CSV, encoding="ascii") as fh:
-        rows = [line for line in fh if not line.startswith("#")]
+    text = resources.files("halo_lrg").joinpath(COLUMNS_CSV).read_text(encoding="ascii")
+    rows = [line for line in text.splitlines() if not line.startswith("#")]
     return [(r["name"], r["tform"], int(r["offset"])) for r in csv.DictReader(rows)]
 
 

@@ -1,0 +1,72 @@
+"""The shipping itself: the wheel, and nothing else of halo-lrg, runs the job under
+spark-submit on a two-executor local cluster, as it does on EMR.
+
+Local and standalone masters import only .zip/.egg/.jar from --py-files (YARN also takes
+.whl), so the wheel's bytes travel under a .zip name here; EMR gets the .whl itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+REPO = Path(__file__).resolve().parents[1]
+RUNTIME_DEPS = ["numpy", "pandas", "pyarrow", "fitsio", "boto3", "click", "pyspark==3.5.*"]
+
+
+@pytest.fixture(scope="module")
+def bare_venv(tmp_path_factory) -> Path:
+    """A fresh venv with the runtime dependencies but without halo_lrg."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *RUNTIME_DEPS], check=True)
+    found = subprocess.run([str(python), "-c", "import halo_lrg"], capture_output=True)
+    assert found.returncode != 0, "the bare venv must not see halo_lrg"
+    yield venv
+    shutil.rmtree(venv, ignore_errors=True)
+
+
+def spark_submit(venv: Path, wheel_zip: Path, *args: str) -> subprocess.CompletedProcess:
+    python = str(venv / "bin" / "python")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp"),
+           "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python,
+           **({"JAVA_HOME": os.environ["JAVA_HOME"]} if "JAVA_HOME" in os.environ else {})}
+    return subprocess.run(
+        [str(venv / "bin" / "spark-submit"), "--master", "local-cluster[2,1,1024]",
+         "--py-files", str(wheel_zip), str(REPO / "jobs" / "lrg_density.py"), *args],
+        capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_wheel_runs_the_job_on_a_local_cluster_like_the_local_run(
+        bare_venv, built_wheel, spark, config, sample, defects, tmp_path):
+    from halo_lrg.pipeline import JobSpec, run_job
+
+    wheel_zip = tmp_path / built_wheel.name.replace(".whl", ".zip")
+    shutil.copyfile(built_wheel, wheel_zip)
+    done = spark_submit(bare_venv, wheel_zip, "--index", str(sample["index"]),
+                        "--output", str(tmp_path / "cluster"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on local-cluster[2,1,1024]" in done.stdout  # spark-submit's master, not ours
+    run_job(spark, JobSpec(str(sample["index"]), str(tmp_path / "local"), config),
+            emit=lambda _line: None)
+    csv = "lrg_counts_per_brick/part-00000.csv"
+    assert (tmp_path / "cluster" / csv).read_bytes() == (tmp_path / "local" / csv).read_bytes()
+
+    # A bad input under spark-submit: non-zero exit, the last word one line naming the file.
+    index = tmp_path / "bad.txt"
+    index.write_text(f"{sample['paths'][0]}\n{defects['truncated']}\n")
+    done = spark_submit(bare_venv, wheel_zip, "--index", str(index), "--output",
+                        str(tmp_path / "bad"))
+    assert done.returncode == 1
+    # spark-submit merges the Python driver's stderr into its stdout; the JVM logs on stderr.
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {defects['truncated']}: truncated"), last
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "Exception" not in done.stdout + done.stderr
