@@ -78,3 +78,22 @@ def test_bad_files_raise_errors_naming_them(defects, config):
     for kind in ("not-fits", "truncated"):
         with pytest.raises(SweepError, match=defects[kind].name):
             halo_lrg.count_sweep(defects[kind], config=config)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["1501p025", "0001p000", "1800m900", "15p0    "]),
+                          st.booleans()), min_size=1, max_size=200),
+       st.integers(1, 50))
+def test_brick_tally_is_right_in_any_row_order_and_chunking(rows, chunk):
+    from halo_lrg.count import _BrickTally
+
+    names = np.array([n.encode() for n, _ in rows], dtype="S8")
+    selected = np.array([s for _, s in rows])
+    tally = _BrickTally()
+    for start in range(0, len(rows), chunk):
+        tally.add(names[start:start + chunk], selected[start:start + chunk])
+    got = tally.frame()
+    expected = (pd.DataFrame({"brickname": [n.rstrip() for n, _ in rows],
+                              "n_objects": 1, "lrg_count": selected.astype(int)})
+                .groupby("brickname", as_index=False).sum())
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)

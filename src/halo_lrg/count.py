@@ -37,12 +37,49 @@ class SweepCount:
     seconds: float
 
 
-def _accumulate(names: np.ndarray, selected: np.ndarray,
-                parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-    unique, inverse = np.unique(names, return_inverse=True)
-    objects = np.bincount(inverse, minlength=unique.size)
-    lrgs = np.bincount(inverse, weights=selected, minlength=unique.size)
-    parts.append((unique, objects, lrgs.astype(np.int64)))
+class _BrickTally:
+    """Objects and LRGs per brick, accumulated chunk by chunk.
+
+    BRICKNAME is 8 bytes, so each name is read as one uint64: grouping integers is far
+    cheaper than grouping strings. Sweeps are sorted by brick, so each chunk collapses into a
+    few runs first (run-length encoding); unsorted input is still counted right, only slower.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[np.ndarray] = []
+        self.objects: list[np.ndarray] = []
+        self.lrgs: list[np.ndarray] = []
+
+    def add(self, names: np.ndarray, selected: np.ndarray) -> None:
+        if names.size == 0:
+            return
+        if names.dtype.itemsize == 8 and names.dtype.kind == "S":
+            keys = np.ascontiguousarray(names).view(np.uint64)
+        else:  # not the standard 8A column: group on the strings themselves
+            keys = names
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        self.keys.append(keys[starts])
+        self.objects.append(np.diff(np.r_[starts, keys.size]))
+        self.lrgs.append(np.add.reduceat(selected.astype(np.int64), starts))
+
+    def frame(self) -> pd.DataFrame:
+        if not self.keys:
+            return pd.DataFrame({"brickname": pd.Series([], dtype=str),
+                                 "n_objects": pd.Series([], dtype="int64"),
+                                 "lrg_count": pd.Series([], dtype="int64")})
+        keys = np.concatenate(self.keys)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        objects = np.bincount(inverse, np.concatenate(self.objects), unique.size)
+        lrgs = np.bincount(inverse, np.concatenate(self.lrgs), unique.size)
+        names = unique.view("S8") if unique.dtype == np.uint64 else unique
+        names = np.char.rstrip(np.char.decode(names, "ascii")) if names.dtype.kind == "S" \
+            else np.char.rstrip(names.astype(str))
+        frame = pd.DataFrame({"brickname": names.astype(str),
+                              "n_objects": objects.astype(np.int64),
+                              "lrg_count": lrgs.astype(np.int64)})
+        # Stripping could merge names differing only in padding; sort by the text.
+        frame = frame.groupby("brickname", sort=True, as_index=False).sum()
+        return frame[frame["n_objects"] > 0].reset_index(drop=True)
 
 
 def count_sweep_file(
@@ -60,10 +97,10 @@ def count_sweep_file(
     path = str(path)
     started = time.perf_counter()
     columns = (BRICKNAME, *selection.columns, *(COORDINATES if footprint else ()))
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    tally = _BrickTally()
     rows = 0
-    for chunk in iter_column_chunks(path, columns, chunk_rows,
-                                    selection.optional_columns, fast_path):
+    for chunk in iter_column_chunks(path, columns, chunk_rows, selection.optional_columns,
+                                    fast_path, raw_strings=(BRICKNAME,)):
         names = chunk[BRICKNAME]
         rows += names.size
         try:
@@ -73,19 +110,8 @@ def count_sweep_file(
         if footprint is not None:
             inside = footprint.contains(chunk["RA"], chunk["DEC"])
             names, selected = names[inside], selected[inside]
-        _accumulate(names, selected, parts)
-    if parts:
-        frame = pd.DataFrame({
-            "brickname": np.concatenate([p[0] for p in parts]),
-            "n_objects": np.concatenate([p[1] for p in parts]),
-            "lrg_count": np.concatenate([p[2] for p in parts])})
-        bricks = (frame.groupby("brickname", sort=True, as_index=False).sum()
-                  .astype({"brickname": str, "n_objects": "int64", "lrg_count": "int64"}))
-        bricks = bricks[bricks["n_objects"] > 0].reset_index(drop=True)
-    else:
-        bricks = pd.DataFrame({"brickname": pd.Series([], dtype=str),
-                               "n_objects": pd.Series([], dtype="int64"),
-                               "lrg_count": pd.Series([], dtype="int64")})
+        tally.add(names, selected)
+    bricks = tally.frame()
     return SweepCount(path, bricks, rows, int(bricks["n_objects"].sum()),
                       int(bricks["lrg_count"].sum()), time.perf_counter() - started)
 

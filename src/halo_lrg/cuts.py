@@ -80,7 +80,13 @@ def photsys_from_release(release: Any, unknown: str = "") -> np.ndarray:
     ``unknown`` is ``'S'`` or ``'N'``, which is then assumed for them.
     """
     release = np.asarray(release).astype(np.int64, copy=False)
-    values = np.unique(release)
+    if release.size == 0:
+        return np.array([], dtype="<U1")
+    # A catalogue holds a handful of RELEASE values over a small range: find them with a
+    # histogram (O(n), no sort), classify those few, and map back through a lookup table.
+    low = int(release.min())
+    offsets = release - low
+    values = np.flatnonzero(np.bincount(offsets)) + low
     south = np.isin(values, list(SOUTH_RELEASES))
     north = np.isin(values, list(NORTH_RELEASES))
     unknown_values = values[~(south | north)]
@@ -89,10 +95,11 @@ def photsys_from_release(release: Any, unknown: str = "") -> np.ndarray:
         raise UnknownReleaseError(
             f"unknown RELEASE value(s) {shown}: cannot tell south (DECam) from north "
             "(BASS/MzLS); set cuts.unknown_release_photsys to 'S' or 'N' to assume one")
-    is_south = np.isin(release, list(SOUTH_RELEASES))
     if unknown == "S":
-        is_south |= ~np.isin(release, list(NORTH_RELEASES))
-    return np.where(is_south, "S", "N")
+        south |= ~north
+    table = np.full(int(values[-1]) - low + 1, "N", dtype="<U1")
+    table[values[south] - low] = "S"
+    return table[offsets]
 
 
 def _column(cat: Mapping[str, Any], name: str) -> np.ndarray:
