@@ -60,6 +60,11 @@ wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 	@ls dist/halo_lrg-*.whl
 
+# Ratios measured in one run -> docs/benchmarks.md. BENCH_ROWS=... BENCH_REPEAT=...;
+# `make bench BENCH_ARGS=--quick` for a fast look.
+bench: $(STAMP) check-java
+	$(BIN)/python -m bench.bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests jobs bench
 

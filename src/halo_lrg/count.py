@@ -9,15 +9,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import pandas as pd
 
 from halo_lrg.config import Config, load_config
 from halo_lrg.cuts import Selection, UnknownReleaseError, get_selection
 from halo_lrg.footprint import Footprint
 from halo_lrg.reader import SweepError, iter_column_chunks
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BRICKNAME = "BRICKNAME"
 COORDINATES = ("RA", "DEC")
@@ -63,6 +65,8 @@ class _BrickTally:
         self.lrgs.append(np.add.reduceat(selected.astype(np.int64), starts))
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # only now: pandas is most of this process's memory
+
         if not self.keys:
             return pd.DataFrame({"brickname": pd.Series([], dtype=str),
                                  "n_objects": pd.Series([], dtype="int64"),

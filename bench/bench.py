@@ -1,0 +1,293 @@
+"""halo-lrg benchmarks: ratios measured in one run on one machine -> docs/benchmarks.md.
+
+    python -m bench.bench [--rows 2000000] [--repeat 3] [--quick] [--bandwidth 40]
+
+Every case runs in a fresh process (peak RSS is the case's own) on the same generated
+DR10-schema sweep, page cache warm, median of --repeat runs. This machine is shared and
+noisy: read the ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "bench" / "data"
+# Real sweeps hold ~1.5e5 objects per deg²: the benchmark files have real brick counts.
+OBJECT_DENSITY = 150_000.0
+
+# Assumptions of the cost model (stated in the report; change them here).
+DR10_SOUTH_FILES = 1436
+DR10_SOUTH_BYTES = 1.6e12          # 1.4-1.8 TB estimated (reference §1)
+S3_MB_PER_S_PER_TASK = 90.0         # one task's S3 GET throughput in-region (assumed)
+EC2_PRICE = {"m5.xlarge": 0.192}    # on-demand us-east-1, $/h
+EMR_PRICE = {"m5.xlarge": 0.048}    # EMR uplift, $/h
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    import numpy
+
+    return (f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {memory:.0f} GiB RAM, "
+            f"Linux {platform.release()}, Python {platform.python_version()}, "
+            f"numpy {numpy.__version__}")
+
+
+def sweep(rows: int, seed: int = 11) -> Path:
+    """A generated sweep of ``rows`` rows, reused across runs."""
+    from halo_lrg.sweepnames import SweepBox
+    from halo_lrg.synth import generate_sweep
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"sweep-150p000-155p005-{rows}.fits"
+    marker = path.with_suffix(".ok")
+    if not (path.exists() and marker.exists()):
+        print(f"generating {path.name} ({rows:,} rows, {rows * 505 / 1e9:.2f} GB)...",
+              flush=True)
+        generate_sweep(path, SweepBox(150, 155, 0, 5), rows, seed,
+                       object_density=OBJECT_DENSITY)
+        marker.write_text("ok\n")
+    return path
+
+
+def run_case(case: str, path: Path, *args: str, repeat: int = 3) -> dict:
+    results = []
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, "-m", "bench.cases", case, str(path), *args],
+                              capture_output=True, text=True, cwd=REPO)
+        if done.returncode != 0:
+            raise SystemExit(f"case {case} failed:\n{done.stderr[-2000:]}")
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    summary = dict(results[0])
+    summary["seconds"] = statistics.median(r["seconds"] for r in results)
+    summary["peak_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in results)
+    print(f"  {case:<15} {summary['seconds']:8.3f} s  {summary['peak_rss_mb']:7.0f} MB RSS",
+          flush=True)
+    return summary
+
+
+class ThrottledHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files at a fixed bandwidth (bytes/s, class attribute)."""
+
+    bandwidth = 40e6
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        block = 256 * 1024
+        started = time.perf_counter()
+        sent = 0
+        while True:
+            data = source.read(block)
+            if not data:
+                break
+            outputfile.write(data)
+            sent += len(data)
+            ahead = sent / self.bandwidth - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def throttled_server(root: Path, bandwidth: float):
+    import functools
+
+    handler = type("Throttled", (ThrottledHandler,), {"bandwidth": bandwidth})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def warm(path: Path) -> None:
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 2_000_000)))
+    parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", 3)))
+    parser.add_argument("--bandwidth", type=float, default=40.0, help="remote case, MB/s")
+    # Enough files that per-file work, not Spark's fixed ~1.5 s per job, is what's measured
+    # (hard links of one file: no extra disk).
+    parser.add_argument("--spark-files", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="small files, one repeat")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeat = 300_000, 1
+    small_rows, large_rows = args.rows // 4, args.rows * 2
+
+    main_file = sweep(args.rows)
+    size = main_file.stat().st_size
+    warm(main_file)
+    print(f"{main_file.name}: {args.rows:,} rows, {size / 1e6:.0f} MB", flush=True)
+    r = {case: run_case(case, main_file, repeat=args.repeat) for case in (
+        "floor", "seed_astropy", "fitsio_columns", "fast_columns", "count_fitsio",
+        "count_fast", "count_desi")}
+    if r["seed_astropy"]["lrg"] != r["count_fast"]["lrg"]:
+        raise SystemExit("seed approach and count_sweep disagree on the LRG count")
+
+    print("memory flatness", flush=True)
+    small, large = sweep(small_rows), sweep(large_rows)
+    warm(small)
+    warm(large)
+    flat = {n: run_case("count_fast", p, repeat=args.repeat) for n, p in
+            ((small_rows, small), (large_rows, large))}
+
+    print("spark local end to end", flush=True)
+    cores = os.cpu_count() or 1
+    spark_dir = DATA / "spark"
+    shutil.rmtree(spark_dir, ignore_errors=True)
+    spark_dir.mkdir()
+    names = []
+    for k in range(args.spark_files):  # same bytes, distinct files: one task each
+        target = spark_dir / f"sweep-{150 + 5 * k:03d}p000-{155 + 5 * k:03d}p005.fits"
+        os.link(main_file, target)
+        names.append(str(target))
+    (spark_dir / "index.txt").write_text("\n".join(names) + "\n")
+    spark = run_case("spark", spark_dir / "index.txt", str(cores), repeat=args.repeat)
+    per_file = r["count_fast"]["seconds"]
+
+    print(f"remote at {args.bandwidth:g} MB/s", flush=True)
+    remote_root = DATA / "www"
+    shutil.rmtree(remote_root, ignore_errors=True)
+    remote_root.mkdir()
+    os.link(small, remote_root / small.name)
+    server = throttled_server(remote_root, args.bandwidth * 1e6)
+    url = f"http://127.0.0.1:{server.server_address[1]}/{small.name}"
+    remote = run_case("remote_http", small, url, repeat=args.repeat)
+    server.shutdown()
+
+    report = render(args, size, r, flat, small_rows, large_rows, spark, per_file, cores,
+                    remote, small.stat().st_size)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print(f"-> {args.out}")
+    return 0
+
+
+def render(args, size, r, flat, small_rows, large_rows, spark, per_file, cores, remote,
+           remote_size) -> str:
+    mb = size / 1e6
+
+    def row(name, case, note=""):
+        s = r[case]["seconds"]
+        return (f"| {name} | {s:.3f} | {args.rows / s / 1e6:.2f} | {mb / s:,.0f} | "
+                f"{r[case]['peak_rss_mb']:,.0f} | {note} |")
+
+    seed, ours, floor = r["seed_astropy"], r["count_fast"], r["floor"]
+    speedup = seed["seconds"] / ours["seconds"]
+    memory_ratio = ours["peak_rss_mb"] / seed["peak_rss_mb"]
+    floor_ratio = ours["seconds"] / floor["seconds"]
+    flat_diff = abs(flat[large_rows]["peak_rss_mb"] - flat[small_rows]["peak_rss_mb"]) / \
+        flat[small_rows]["peak_rss_mb"]
+    ideal = args.spark_files * per_file / cores
+    spark_total = spark["seconds"] + spark["startup"]
+    spark_bound = 1.25 * ideal + spark["startup"]
+    remote_rate = remote_size / 1e6 / remote["seconds"]
+
+    def verdict(ok):
+        return "**met**" if ok else "**missed**"
+
+    # Cost model from the measured per-core rate, capped by the assumed per-task S3 rate.
+    cpu_rate = mb / ours["seconds"]                     # MB/s per core, processing only
+    task_rate = 1 / (1 / cpu_rate + 1 / S3_MB_PER_S_PER_TASK)  # download, then process
+    nodes, vcpus = 2, 4                                 # default core group: 2 x m5.xlarge
+    hourly = 3 * (EC2_PRICE["m5.xlarge"] + EMR_PRICE["m5.xlarge"])  # master + 2 core
+    hours = DR10_SOUTH_BYTES / 1e6 / (nodes * vcpus * task_rate) / 3600
+    cores_1h = DR10_SOUTH_BYTES / 1e6 / task_rate / 3600
+    nodes_1h = int(-(-cores_1h // vcpus))
+    cost_1h = (nodes_1h + 1) * (EC2_PRICE["m5.xlarge"] + EMR_PRICE["m5.xlarge"])
+
+    small_rss, large_rss = flat[small_rows]["peak_rss_mb"], flat[large_rows]["peak_rss_mb"]
+    targets = [
+        ("count_sweep ≥ 5x faster than the seed's approach", f"{speedup:.1f}x",
+         speedup >= 5),
+        ("count_sweep peak RSS ≤ 1/10 of the seed's",
+         f"{memory_ratio:.3f} ({ours['peak_rss_mb']:,.0f} vs {seed['peak_rss_mb']:,.0f} MB)",
+         memory_ratio <= 0.1),
+        ("count_sweep within 8x of the read floor", f"{floor_ratio:.1f}x", floor_ratio <= 8),
+        (f"peak RSS flat: {small_rows:,} vs {large_rows:,} rows differ < 30%",
+         f"{small_rss:,.0f} vs {large_rss:,.0f} MB ({flat_diff:.0%})", flat_diff < 0.3),
+        ("Spark local end to end ≤ 1.25 x Σ per-file / cores + session start",
+         f"{spark_total:.1f} s vs bound {spark_bound:.1f} s ({args.spark_files} files x "
+         f"{per_file:.2f} s / {cores} cores = {ideal:.2f} s; session start "
+         f"{spark['startup']:.1f} s)", spark_total <= spark_bound),
+        (f"remote throttled to B = {args.bandwidth:g} MB/s gives ≥ 0.85 B",
+         f"{remote_rate:.1f} MB/s = {remote_rate / args.bandwidth:.2f} B "
+         f"({remote_size / 1e6:.0f} MB file)", remote_rate >= 0.85 * args.bandwidth),
+    ]
+    targets_table = "\n".join(["| target | measured | |", "|---|---|---|"] + [
+        f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets])
+
+    return f"""# Benchmarks
+
+Measured by `make bench` (`python -m bench.bench`) on {time.strftime('%Y-%m-%d %H:%M UTC',
+                                                           time.gmtime())}.
+
+Machine: {machine()}.
+
+File: a generated DR10-schema sweep, {args.rows:,} rows x 505 bytes = {mb:,.0f} MB, real
+brick density (1.5e5 objects/deg²). Each case ran {args.repeat}x in a fresh process with the
+page cache warm; times are medians. This machine is shared and noisy: **the ratios are the
+result**, measured in one run.
+
+## Reading and counting one file
+
+| case | seconds | Mrows/s | MB/s | peak RSS (MB) | note |
+|---|---:|---:|---:|---:|---|
+{row("read floor (`cat > /dev/null`)", "floor", "every byte, sequentially")}
+{row("seed: astropy whole table + cuts + counts", "seed_astropy", "Table.read(memmap=False)")}
+{row("fitsio column-selective read alone", "fitsio_columns", "7 seed columns, one call")}
+{row("fast path read alone", "fast_columns", "numpy views of row chunks")}
+{row("count_sweep, fitsio path", "count_fitsio", "the reference path")}
+{row("**count_sweep** (seed cuts)", "count_fast", "fast path, the default")}
+{row("count_sweep (desi-lrg cuts)", "count_desi", "18 columns + RELEASE")}
+
+## Targets
+
+{targets_table}
+
+## Cost model: all of DR10 south on EMR
+
+Assumptions (edit them in `bench/bench.py`): {DR10_SOUTH_FILES} files,
+{DR10_SOUTH_BYTES / 1e12:.1f} TB (1.4-1.8 TB estimated); one task's S3 throughput
+{S3_MB_PER_S_PER_TASK:g} MB/s; download then process per task (no overlap assumed on S3);
+m5.xlarge (4 vCPU) at ${EC2_PRICE['m5.xlarge']}/h EC2 + ${EMR_PRICE['m5.xlarge']}/h EMR,
+on-demand us-east-1; one task per vCPU.
+
+* Measured processing rate per core: **{cpu_rate:,.0f} MB/s**; per task with the S3 download:
+  **{task_rate:,.0f} MB/s**.
+* Default cluster (1 master + {nodes} core m5.xlarge = {nodes * vcpus} task slots):
+  **{hours:.1f} h**, about **${hours * hourly:,.0f}** (${hourly:.2f}/h).
+* To finish in one hour: **{cores_1h:,.0f} task slots = {nodes_1h} core m5.xlarge** (+1 master),
+  about **${cost_1h:,.0f}** for the hour. The file count ({DR10_SOUTH_FILES}) bounds useful
+  parallelism: beyond {DR10_SOUTH_FILES} slots tasks wait for nothing.
+
+S3 download, not the CPU, sets the pace: the read path runs at {cpu_rate:,.0f} MB/s a core,
+~{cpu_rate / S3_MB_PER_S_PER_TASK:.0f}x what one S3 stream delivers.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

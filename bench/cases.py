@@ -1,0 +1,154 @@
+"""One benchmark case, run in its own process so its peak RSS is its own.
+
+    python -m bench.cases CASE PATH [ARGS...]   -> prints one JSON line
+
+Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fitsio,
+remote_http (ARGS: URL), spark (PATH is an index; ARGS: cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SEED_COLUMNS = ["BRICKNAME", "FLUX_R", "FLUX_Z", "FLUX_W1", "MW_TRANSMISSION_R",
+                "MW_TRANSMISSION_Z", "MW_TRANSMISSION_W1"]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM belongs to the address space, which
+    execve replaces: unlike ru_maxrss, it does not inherit the parent's high-water mark."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def floor(path: str) -> dict:
+    """Read every byte sequentially, as `cat > /dev/null` does."""
+    started = time.perf_counter()
+    subprocess.run(["cat", path], stdout=subprocess.DEVNULL, check=True)
+    return {"seconds": time.perf_counter() - started}
+
+
+def seed_astropy(path: str) -> dict:
+    """The seed's approach: astropy loads the whole table, then the default cuts and counts."""
+    import numpy as np
+    from astropy.table import Table
+
+    started = time.perf_counter()
+    table = Table.read(path, hdu=1, memmap=False)
+
+    def mag(band):
+        flux = np.asarray(table[f"FLUX_{band}"]) / np.asarray(table[f"MW_TRANSMISSION_{band}"])
+        with np.errstate(all="ignore"):
+            return 22.5 - 2.5 * np.log10(np.where(flux > 0, flux, np.nan))
+
+    r, z, w1 = mag("R"), mag("Z"), mag("W1")
+    lrg = (z < 20.4) & (r - z > 0.4) & (z - w1 > 0.8)
+    names = np.char.strip(np.asarray(table["BRICKNAME"]).astype(str))
+    unique, inverse = np.unique(names, return_inverse=True)
+    counts = np.bincount(inverse, weights=lrg, minlength=unique.size)
+    return {"seconds": time.perf_counter() - started, "rows": len(table),
+            "lrg": int(counts.sum())}
+
+
+def fitsio_columns(path: str) -> dict:
+    import fitsio
+
+    started = time.perf_counter()
+    data = fitsio.read(path, ext=1, columns=SEED_COLUMNS)
+    return {"seconds": time.perf_counter() - started, "rows": len(data)}
+
+
+def fast_columns(path: str) -> dict:
+    from halo_lrg.config import load_config
+    from halo_lrg.reader import iter_column_chunks
+
+    chunk_rows = load_config().read.chunk_rows
+    started = time.perf_counter()
+    rows = sum(len(c["FLUX_Z"]) for c in iter_column_chunks(path, SEED_COLUMNS, chunk_rows,
+                                                            raw_strings=("BRICKNAME",)))
+    return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def _count(path: str, fast: bool, selection: str = "seed") -> dict:
+    from halo_lrg.config import load_config
+    from halo_lrg.count import count_sweep_file
+    from halo_lrg.cuts import get_selection
+
+    config = load_config()
+    started = time.perf_counter()
+    result = count_sweep_file(path, get_selection(selection, config.cuts),
+                              config.read.chunk_rows, fast)
+    return {"seconds": time.perf_counter() - started, "rows": result.rows, "lrg": result.lrg}
+
+
+def count_fast(path: str) -> dict:
+    return _count(path, True)
+
+
+def count_fitsio(path: str) -> dict:
+    return _count(path, False)
+
+
+def count_desi(path: str) -> dict:
+    return _count(path, True, "desi-lrg")
+
+
+def remote_http(path: str, url: str) -> dict:
+    """Fetch + count one sweep from a (throttled) HTTP server, as a task does."""
+    from halo_lrg.config import load_config
+    from halo_lrg.pipeline import count_one_file
+
+    config = load_config()
+    started = time.perf_counter()
+    _bricks, status = count_one_file(url, config, None)
+    if status.status != "ok":
+        raise SystemExit(status.error)
+    return {"seconds": time.perf_counter() - started, "rows": status.rows, "lrg": status.lrg}
+
+
+def spark(index: str, cores: str) -> dict:
+    """The whole job in local mode; session start timed apart from the run."""
+    import tempfile
+
+    from halo_lrg.config import load_config
+    from halo_lrg.pipeline import JobSpec, run_job
+    from halo_lrg.spark import get_spark
+
+    config = load_config().replace(run={"master": f"local[{cores}]", "progress_interval": 0.5})
+    started = time.perf_counter()
+    session = get_spark(config.run)
+    # Session start = the JVM up and each core's Python worker importing pandas/pyarrow:
+    # paid once per session, not per file.
+    session.range(int(cores), numPartitions=int(cores)).mapInPandas(
+        lambda batches: (b for b in batches), "id long").collect()
+    startup = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as out:
+        begun = time.perf_counter()
+        result = run_job(session, JobSpec(index, out, config), emit=lambda _l: None)
+        seconds = time.perf_counter() - begun
+    session.stop()
+    # The JVM is another process: this is the Python driver's own peak.
+    return {"seconds": seconds, "startup": startup, "rows": result.rows, "lrg": result.lrg,
+            "task_seconds": [f.seconds for f in result.files]}
+
+
+CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
+                                 count_fitsio, count_desi, remote_http, spark)}
+
+if __name__ == "__main__":
+    case, path, *args = sys.argv[1:]
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    out = CASES[case](path, *args)
+    out["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(out))
