@@ -123,11 +123,11 @@ def test_dry_run_prints_the_request_and_touches_nothing(monkeypatch):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)  # no credentials needed: nothing is called
     result = invoke("submit", *FLAGS, "--dry-run", "--selection", "desi-lrg", "--max-sweeps",
-                    "5", "--ra-min", "150", "--ra-max", "160")
+                    "5", "--ra-min", "150", "--ra-max", "160", "--on-error", "skip")
     assert result.exit_code == 0, result.output
     request = json.loads(result.output)
     args = request["Steps"][0]["HadoopJarStep"]["Args"]
-    assert args[-12:] == ["--selection", "desi-lrg", "--max-sweeps", "5",
+    assert args[-14:] == ["--selection", "desi-lrg", "--on-error", "skip", "--max-sweeps", "5",
                           "--ra-min", "150.0", "--ra-max", "160.0",
                           "--dec-min", "-90.0", "--dec-max", "90.0"]
 

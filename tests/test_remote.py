@@ -337,3 +337,82 @@ def test_index_command_lists_only_existing_boxes_in_the_footprint(sample, http_r
     assert result.exit_code == 0, result.output
     assert (tmp_path / "b.txt").read_text() == (
         "https://example.invalid/sweep/10.1/sweep-150p000-155p005.fits\n")
+
+
+# --- counting while downloading ----------------------------------------------------------------
+
+def test_streamed_count_equals_the_local_count(config, sample, http_root, tmp_path):
+    from halo_lrg.count import count_sweep_file
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.streaming import stream_count
+
+    base, root, _handler = http_root
+    path = sample["paths"][1]
+    (root / path.name).write_bytes(path.read_bytes())
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cfg = fast_retries(config, tmp_dir=str(tmp)).replace(read={"chunk_rows": 1000})
+    selection = get_selection("desi-lrg", cfg.cuts)
+    got = stream_count(f"{base}/{path.name}", cfg, selection, None)  # 503, cut, then whole
+    expected = count_sweep_file(path, selection, 1000)
+    assert got.bricks.equals(expected.bricks) and got.rows == expected.rows
+    assert list(tmp.iterdir()) == []
+
+
+def test_streaming_never_counts_a_truncated_file(config, sample, http_root, tmp_path):
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.streaming import stream_count
+
+    base, root, handler = http_root
+    handler.faults = False
+    data = sample["paths"][0].read_bytes()
+    (root / "short.fits").write_bytes(data[: len(data) * 2 // 3])  # the server's copy is cut
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cfg = fast_retries(config, tmp_dir=str(tmp))
+    with pytest.raises(Exception, match=r"short\.fits: truncated"):
+        stream_count(f"{base}/short.fits", cfg, get_selection("seed", cfg.cuts), None)
+    assert list(tmp.iterdir()) == []
+
+
+def test_streaming_stops_early_on_a_missing_column(config, defects, http_root, tmp_path):
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.reader import MissingColumnsError
+    from halo_lrg.streaming import stream_count
+
+    base, root, handler = http_root
+    handler.faults = False
+    (root / "m.fits").write_bytes(defects["missing-column"].read_bytes())
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cfg = fast_retries(config, tmp_dir=str(tmp))
+    with pytest.raises(MissingColumnsError, match=r"m\.fits: missing column FLUX_W1"):
+        stream_count(f"{base}/m.fits", cfg, get_selection("seed", cfg.cuts), None)
+    assert list(tmp.iterdir()) == []
+
+
+def test_tables_the_stream_parser_does_not_cover_fall_back_to_fitsio(config, http_root,
+                                                                     tmp_path):
+    import fitsio
+    import numpy as np
+
+    from halo_lrg.count import count_sweep_file
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.streaming import stream_count
+
+    base, root, handler = http_root
+    handler.faults = False
+    data = np.zeros(50, dtype=[("BRICKNAME", "S8"), ("FLUX_R", ">f4"), ("FLUX_Z", ">f4"),
+                               ("FLUX_W1", ">f4"), ("MW_TRANSMISSION_R", ">f4"),
+                               ("MW_TRANSMISSION_Z", ">f4"), ("MW_TRANSMISSION_W1", ">f4"),
+                               ("NOBS", "u2")])  # uint16: stored scaled (TZERO)
+    data["BRICKNAME"] = b"1501p025"
+    data["FLUX_Z"], data["FLUX_R"], data["FLUX_W1"] = 10.0, 1.0, 100.0
+    for band in ("R", "Z", "W1"):
+        data[f"MW_TRANSMISSION_{band}"] = 1.0
+    fitsio.write(str(root / "scaled.fits"), data, extname="SWEEP")
+    cfg = fast_retries(config, tmp_dir=str(tmp_path))
+    selection = get_selection("seed", cfg.cuts)
+    got = stream_count(f"{base}/scaled.fits", cfg, selection, None)
+    assert got.bricks.equals(count_sweep_file(root / "scaled.fits", selection, 10).bricks)
+    assert got.lrg == 50

@@ -97,6 +97,7 @@ class RemoteConfig:
     verify_etag: bool
     tmp_dir: str
     head_concurrency: int
+    stream_http: bool
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ once per file and sums the per-brick partials across files.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
@@ -100,11 +101,23 @@ def count_sweep_file(
     """
     path = str(path)
     started = time.perf_counter()
-    columns = (BRICKNAME, *selection.columns, *(COORDINATES if footprint else ()))
+    chunks = iter_column_chunks(path, count_columns(selection, footprint), chunk_rows,
+                                selection.optional_columns, fast_path,
+                                raw_strings=(BRICKNAME,))
+    return tally_chunks(path, chunks, selection, footprint, started)
+
+
+def count_columns(selection: Selection, footprint: Optional[Footprint]) -> tuple[str, ...]:
+    """The columns a count reads: names, the selection's, coordinates for a footprint."""
+    return (BRICKNAME, *selection.columns, *(COORDINATES if footprint else ()))
+
+
+def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: Selection,
+                 footprint: Optional[Footprint], started: float) -> SweepCount:
+    """Count a file's chunks (from any reader) into per-brick objects and LRGs."""
     tally = _BrickTally()
     rows = 0
-    for chunk in iter_column_chunks(path, columns, chunk_rows, selection.optional_columns,
-                                    fast_path, raw_strings=(BRICKNAME,)):
+    for chunk in chunks:
         names = chunk[BRICKNAME]
         rows += names.size
         try:

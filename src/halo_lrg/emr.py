@@ -144,12 +144,15 @@ def spark_step(name: str, script_uri: str, wheel_uri: str, resources: SparkResou
 
 
 def job_args(emr: EmrConfig, selection: Optional[str], max_sweeps: Optional[int],
-             footprint: Optional[dict[str, float]]) -> list[str]:
+             footprint: Optional[dict[str, float]], on_error: Optional[str] = None
+             ) -> list[str]:
     """The flags of `halo-lrg run` for the EMR step (the job reads and writes S3)."""
     args = ["--index", emr.sweep_index_s3, "--output", emr.output_prefix,
             "--region", emr.region]
     if selection:
         args += ["--selection", selection]
+    if on_error:
+        args += ["--on-error", on_error]
     if max_sweeps:
         args += ["--max-sweeps", str(max_sweeps)]
     for key, value in (footprint or {}).items():

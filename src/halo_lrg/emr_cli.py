@@ -42,6 +42,8 @@ def _errors():
 @footprint_options
 @click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
               help="LRG selection [config cuts.selection].")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
+              help="What the job does with an unusable sweep [config run.on_error: fail].")
 @click.option("--profile", default=None, help="AWS named profile for credentials.")
 @click.option("--dry-run", is_flag=True,
               help="Print the exact run_job_flow request as JSON; upload and launch nothing.")
@@ -59,8 +61,9 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
                    instance_type: Optional[str], core_instance_type: Optional[str],
                    core_count: Optional[int], spot: Optional[bool], max_sweeps: Optional[int],
                    ra_min: Optional[float], ra_max: Optional[float], dec_min: Optional[float],
-                   dec_max: Optional[float], selection: Optional[str], profile: Optional[str],
-                   dry_run: bool, wait: bool, dest: Path, debug: bool) -> None:
+                   dec_max: Optional[float], selection: Optional[str],
+                   on_error: Optional[str], profile: Optional[str], dry_run: bool, wait: bool,
+                   dest: Path, debug: bool) -> None:
     """Run the LRG count on a transient EMR cluster (it terminates when the step ends).
 
     Builds the wheel if dist/ lacks this version, uploads it with jobs/lrg_density.py and a
@@ -93,7 +96,8 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
     footprint = make_footprint(ra_min, ra_max, dec_min, dec_max)
     try:
         check_settings(emr)
-        args = job_args(emr, selection, max_sweeps, footprint.to_dict() if footprint else None)
+        args = job_args(emr, selection, max_sweeps, footprint.to_dict() if footprint else None,
+                        on_error)
         if dry_run:
             from halo_lrg.emr import artifact_uris
 

@@ -57,21 +57,28 @@ def _open(url: str, remote: RemoteConfig, method: str = "GET") -> http.client.HT
 
 
 def download(url: str, dest: str, remote: RemoteConfig,
-             on_retry: Optional[Callable[[str], None]] = None) -> int:
+             on_retry: Optional[Callable[[str], None]] = None,
+             progress: Optional[Callable[[int], None]] = None) -> int:
     """Stream ``url`` to ``dest``; return its size. Raises PermanentHTTPError or (after the
-    last attempt) TransientError."""
+    last attempt) TransientError. ``progress(n)`` hears the bytes on disk so far (0 when an
+    attempt starts over), for a reader following the file as it grows."""
     def attempt() -> int:
         response = _open(url, remote)
         expected = response.headers.get("Content-Length")
         written = 0
         try:
             with response, open(dest, "wb") as out:
+                if progress is not None:
+                    progress(0)
                 while True:
                     block = response.read(remote.download_chunk_bytes)
                     if not block:
                         break
                     out.write(block)
                     written += len(block)
+                    if progress is not None:
+                        out.flush()  # readers use pread on another descriptor
+                        progress(written)
         except NETWORK_ERRORS as exc:
             raise TransientError(f"connection lost after {written:,} bytes "
                                  f"({type(exc).__name__})") from None

@@ -41,6 +41,7 @@ from halo_lrg.sources import (
     file_sizes,
     local_copy,
     read_text,
+    scheme_of,
     with_resolved_endpoint,
 )
 
@@ -122,9 +123,14 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
     started = time.perf_counter()
     selection = get_selection(config.cuts.selection, config.cuts)
     try:
-        with local_copy(uri, config) as path:
-            result = count_sweep_file(path, selection, config.read.chunk_rows,
-                                      config.read.fast_path, footprint)
+        if config.remote.stream_http and scheme_of(uri) in ("http", "https"):
+            from halo_lrg.streaming import stream_count
+
+            result = stream_count(uri, config, selection, footprint)
+        else:
+            with local_copy(uri, config) as path:
+                result = count_sweep_file(path, selection, config.read.chunk_rows,
+                                          config.read.fast_path, footprint)
     except (SweepError, SourceError) as exc:
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {exc.cause}")

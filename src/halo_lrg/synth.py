@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from halo_lrg.bricks import brick_table, brickid_at, bricks_overlapping
+from halo_lrg.fitsformat import numpy_format
 from halo_lrg.sweepnames import SweepBox, sweep_name
 
 COLUMNS_CSV = "data/dr10_sweep_columns.csv"  # package data: read via importlib.resources
@@ -50,16 +51,6 @@ BANDS = tuple(EXTINCTION)
 TYPES = np.array(["PSF", "REX", "DEV", "EXP", "SER"])
 
 
-def _numpy_format(tform: str) -> Any:
-    code = tform.lstrip("0123456789")
-    repeat = int(tform[: len(tform) - len(code)] or 1)
-    if code == "A":
-        return f"S{repeat}"
-    base = {"I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8", "B": "u1",
-            "L": "?"}[code]
-    return (base, (repeat,)) if repeat > 1 else base
-
-
 @functools.lru_cache(maxsize=1)
 def dr10_columns() -> list[tuple[str, str, int]]:
     """(name, TFORM, byte offset) of the 130 DR10 columns, in order."""
@@ -69,7 +60,7 @@ def dr10_columns() -> list[tuple[str, str, int]]:
 
 
 def dr10_dtype() -> np.dtype:
-    dtype = np.dtype([(name, _numpy_format(tform)) for name, tform, _ in dr10_columns()])
+    dtype = np.dtype([(name, numpy_format(tform)) for name, tform, _ in dr10_columns()])
     assert dtype.itemsize == ROW_BYTES, dtype.itemsize
     assert [dtype.fields[n][1] for n, _, _ in dr10_columns()] == [o for _, _, o in
                                                                  dr10_columns()]
@@ -78,7 +69,7 @@ def dr10_dtype() -> np.dtype:
 
 def dr9_dtype() -> np.dtype:
     """DR9: no i-band columns and MASKBITS int16 (115 columns, 449 bytes a row)."""
-    fields = [(n, ">i2" if n == "MASKBITS" else _numpy_format(t))
+    fields = [(n, ">i2" if n == "MASKBITS" else numpy_format(t))
               for n, t, _ in dr10_columns() if n not in I_BAND_COLUMNS]
     return np.dtype(fields)
 
