@@ -117,6 +117,16 @@ def fetch(uri, cfg) -> None:
         pass
 
 
+def fails_then_skips(spark, config, index, out, message):
+    """With on_error=fail the run stops with ``message``; with skip it completes."""
+    with pytest.raises(RunFailed, match=message):
+        run_job(spark, JobSpec(str(index), str(out), fast_retries(config)),
+                emit=lambda _l: None)
+    return run_job(spark, JobSpec(str(index), str(out),
+                                  fast_retries(config).replace(run={"on_error": "skip"})),
+                   emit=lambda _l: None)
+
+
 def local_counts(spark, config, sample, tmp_path) -> bytes:
     out = tmp_path / "local"
     run_job(spark, JobSpec(str(sample["index"]), str(out), config), emit=lambda _l: None)
@@ -154,12 +164,7 @@ def test_s3_missing_key_fails_with_the_uri_or_is_skipped(spark, config, sample, 
     missing = f"s3://{BUCKET}/sweeps/sweep-000p000-005p005.fits"
     index = tmp_path / "index.txt"
     index.write_text(f"{good}\n{missing}\n")
-    with pytest.raises(RunFailed, match=rf"^{missing}: 404"):
-        run_job(spark, JobSpec(str(index), str(tmp_path / "out"), fast_retries(config)),
-                emit=lambda _l: None)
-    result = run_job(spark, JobSpec(str(index), str(tmp_path / "out"),
-                                    fast_retries(config).replace(run={"on_error": "skip"})),
-                     emit=lambda _l: None)
+    result = fails_then_skips(spark, config, index, tmp_path / "out", rf"^{missing}: 404")
     assert [f.uri for f in result.failed] == [missing]
 
 
@@ -229,12 +234,8 @@ def test_http_404_is_a_clear_error_or_skipped(spark, config, sample, http_root, 
     (root / sample["paths"][0].name).write_bytes(sample["paths"][0].read_bytes())
     index = tmp_path / "index.txt"
     index.write_text(f"{base}/{sample['paths'][0].name}\n{base}/sweep-000p000-005p005.fits\n")
-    with pytest.raises(RunFailed, match=r"sweep-000p000-005p005\.fits: HTTP 404 .*no such file"):
-        run_job(spark, JobSpec(str(index), str(tmp_path / "out"), fast_retries(config)),
-                emit=lambda _l: None)
-    result = run_job(spark, JobSpec(str(index), str(tmp_path / "out"),
-                                    fast_retries(config).replace(run={"on_error": "skip"})),
-                     emit=lambda _l: None)
+    result = fails_then_skips(spark, config, index, tmp_path / "out",
+                              r"sweep-000p000-005p005\.fits: HTTP 404 .*no such file")
     assert len(result.failed) == 1 and "HTTP 404" in result.failed[0].error
 
 

@@ -70,3 +70,37 @@ def test_wheel_runs_the_job_on_a_local_cluster_like_the_local_run(
     assert last.startswith(f"Error: {defects['truncated']}: truncated"), last
     assert "Traceback" not in done.stdout + done.stderr
     assert "Exception" not in done.stdout + done.stderr
+
+
+def test_emr_debug_step_runs_with_only_the_wheel(bare_venv, built_wheel, tmp_path):
+    """The `submit --debug` step script, as EMR runs it: Spark, executor imports, S3."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint).create_bucket(
+            Bucket="halo-debug")
+        wheel_zip = tmp_path / built_wheel.name.replace(".whl", ".zip")
+        shutil.copyfile(built_wheel, wheel_zip)
+        python = str(bare_venv / "bin" / "python")
+        env = {"PATH": f"{bare_venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+               "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python,
+               "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+               **({"JAVA_HOME": os.environ["JAVA_HOME"]} if "JAVA_HOME" in os.environ else {})}
+        done = subprocess.run(
+            [str(bare_venv / "bin" / "spark-submit"), "--master", "local[2]", "--py-files",
+             str(wheel_zip), str(REPO / "jobs" / "emr_debug.py"), "--output",
+             "s3://halo-debug/run", "--region", "us-east-1"],
+            capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "rdd: sum of squares 0..999 = 332833500 (ok)" in done.stdout
+    assert "executor: {" in done.stdout and "MISSING" not in done.stdout
+    assert "'halo_lrg': '0.1.0'" in done.stdout  # imported from the shipped zip
+    assert "s3: wrote, read back and deleted s3://halo-debug/run/_halo_lrg_debug/" in done.stdout

@@ -39,8 +39,7 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional[dict] = None
-              ) -> Any:
+def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
     """The SparkSession for a run.
 
     ``master`` (a flag) wins; else spark-submit's master when it launched us; else
@@ -69,7 +68,6 @@ def get_spark(run: RunConfig, master: Optional[str] = None, extra_conf: Optional
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
-        **(extra_conf or {}),
     }
     for key, value in conf.items():
         builder = builder.config(key, value)
