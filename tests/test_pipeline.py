@@ -76,9 +76,9 @@ def test_manifest_records_every_input(spark, config, sample, tmp_path):
 
 
 def test_one_file_per_task_largest_first(spark, config, sample, tmp_path):
-    uris = [f"u{i}" for i in range(7)]
-    frame = files_frame(spark, uris, [7, 6, 5, 4, 3, 2, 1])
-    assert frame.rdd.glom().map(len).collect() == [1] * 7
+    frame = files_frame(spark, 7)
+    assert frame.rdd.glom().map(lambda rows: [r.id for r in rows]).collect() == [
+        [0], [1], [2], [3], [4], [5], [6]]  # one file per task, in order
     lines: list[str] = []
     index = write_index(tmp_path / "index.txt", sample["paths"])
     result = run(spark, config, index, tmp_path / "out", lines)

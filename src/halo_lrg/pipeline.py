@@ -160,10 +160,11 @@ def _partials_frame(uri: str, bricks: Optional[pd.DataFrame], status: FileResult
                          "objects": "int64", "lrg": "int64", "seconds": "float64"})
 
 
-def _count_partition(batches: Iterator[pd.DataFrame], config: Config,
+def _count_partition(batches: Iterator[pd.DataFrame], uris: list[str], config: Config,
                      footprint: Optional[Footprint], progress: Any) -> Iterator[pd.DataFrame]:
     for batch in batches:
-        for uri in batch["uri"]:
+        for index in batch["id"]:
+            uri = uris[int(index)]
             bricks, status = count_one_file(uri, config, footprint)
             progress.add([status.to_dict()])
             yield _partials_frame(uri, bricks, status)
@@ -230,15 +231,15 @@ def _short(uri: str) -> str:
     return uri.rsplit("/", 1)[-1] or uri
 
 
-def files_frame(spark: Any, uris: list[str], sizes: list[Optional[int]]) -> Any:
-    """A DataFrame ``uri, size`` with exactly one file per partition, in the given order.
+def files_frame(spark: Any, count: int) -> Any:
+    """A DataFrame of file indices 0..count-1, exactly one per partition, in order.
 
-    ``parallelize(numSlices=n)`` gives exactly one row per slice (``repartition`` does not),
-    so no task waits behind another file in its partition; with the largest first, the
-    longest tasks start first and the last wave is short.
+    ``spark.range(n, numPartitions=n)`` gives exactly one row per partition (``repartition``
+    does not) and stays in the JVM: building it from a Python RDD costs every task a Python
+    round trip (~0.1-0.3 s each, measured). Tasks look their URI up by index, so with the
+    inputs sorted largest first the longest tasks start first and the last wave is short.
     """
-    rows = spark.sparkContext.parallelize(list(zip(uris, sizes)), numSlices=max(1, len(uris)))
-    return spark.createDataFrame(rows, "uri string, size long")
+    return spark.range(count, numPartitions=max(1, count))
 
 
 def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
@@ -320,9 +321,9 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
 
     sc = spark.sparkContext
     progress = sc.accumulator([], _progress_param())
-    partials = files_frame(spark, inputs.uris, sizes).mapInPandas(
-        functools.partial(_count_partition, config=config, footprint=spec.footprint,
-                          progress=progress),
+    partials = files_frame(spark, len(inputs.uris)).mapInPandas(
+        functools.partial(_count_partition, uris=list(inputs.uris), config=config,
+                          footprint=spec.footprint, progress=progress),
         schema=PARTIAL_SCHEMA,
     ).persist(StorageLevel.MEMORY_AND_DISK)
 
