@@ -360,35 +360,28 @@ def test_streamed_count_equals_the_local_count(config, sample, http_root, tmp_pa
     assert list(tmp.iterdir()) == []
 
 
-def test_streaming_never_counts_a_truncated_file(config, sample, http_root, tmp_path):
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", r"bad\.fits: truncated: the header needs"),  # never counted
+    ("missing-column", r"bad\.fits: missing column FLUX_W1"),  # stops the download early
+])
+def test_streaming_fails_cleanly_on_a_bad_file(config, sample, defects, http_root, tmp_path,
+                                               kind, message):
     from halo_lrg.cuts import get_selection
+    from halo_lrg.reader import SweepError
     from halo_lrg.streaming import stream_count
 
     base, root, handler = http_root
     handler.faults = False
-    data = sample["paths"][0].read_bytes()
-    (root / "short.fits").write_bytes(data[: len(data) * 2 // 3])  # the server's copy is cut
+    if kind == "truncated":  # the server's own copy is cut short
+        data = sample["paths"][0].read_bytes()
+        (root / "bad.fits").write_bytes(data[: len(data) * 2 // 3])
+    else:
+        (root / "bad.fits").write_bytes(defects[kind].read_bytes())
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     cfg = fast_retries(config, tmp_dir=str(tmp))
-    with pytest.raises(Exception, match=r"short\.fits: truncated"):
-        stream_count(f"{base}/short.fits", cfg, get_selection("seed", cfg.cuts), None)
-    assert list(tmp.iterdir()) == []
-
-
-def test_streaming_stops_early_on_a_missing_column(config, defects, http_root, tmp_path):
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.reader import MissingColumnsError
-    from halo_lrg.streaming import stream_count
-
-    base, root, handler = http_root
-    handler.faults = False
-    (root / "m.fits").write_bytes(defects["missing-column"].read_bytes())
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    cfg = fast_retries(config, tmp_dir=str(tmp))
-    with pytest.raises(MissingColumnsError, match=r"m\.fits: missing column FLUX_W1"):
-        stream_count(f"{base}/m.fits", cfg, get_selection("seed", cfg.cuts), None)
+    with pytest.raises(SweepError, match=message):
+        stream_count(f"{base}/bad.fits", cfg, get_selection("seed", cfg.cuts), None)
     assert list(tmp.iterdir()) == []
 
 
