@@ -410,3 +410,27 @@ def test_tables_the_stream_parser_does_not_cover_fall_back_to_fitsio(config, htt
     got = stream_count(f"{base}/scaled.fits", cfg, selection, None)
     assert got.bricks.equals(count_sweep_file(root / "scaled.fits", selection, 10).bricks)
     assert got.lrg == 50
+
+
+def test_s3_streamed_count_follows_out_of_order_parts(config, sample, s3, tmp_path):
+    from halo_lrg.count import count_sweep_file
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.streaming import stream_count
+
+    path = sample["paths"][2]
+    s3.upload_file(str(path), BUCKET, "p.fits")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # Small parts and chunks: many ranged GETs complete out of order while the reader waits
+    # on the contiguous prefix.
+    cfg = config.replace(remote={"s3_endpoint_url": os.environ["AWS_ENDPOINT_URL"],
+                                 "s3_part_bytes": 100_003, "s3_max_concurrency": 6,
+                                 "tmp_dir": str(tmp)}, read={"chunk_rows": 500})
+    selection = get_selection("desi-lrg", cfg.cuts)
+    got = stream_count(f"s3://{BUCKET}/p.fits", cfg, selection, None)
+    expected = count_sweep_file(path, selection, 500)
+    assert got.bricks.equals(expected.bricks) and got.rows == expected.rows
+    assert list(tmp.iterdir()) == []
+    with pytest.raises(SourceError, match=r"s3://halo-test/none\.fits: 404"):
+        stream_count(f"s3://{BUCKET}/none.fits", cfg, selection, None)
+    assert list(tmp.iterdir()) == []

@@ -97,7 +97,7 @@ class RemoteConfig:
     verify_etag: bool
     tmp_dir: str
     head_concurrency: int
-    stream_http: bool
+    stream_remote: bool
 
 
 @dataclass(frozen=True)

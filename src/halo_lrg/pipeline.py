@@ -38,6 +38,7 @@ from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
 from halo_lrg.output import DENSITY_FILE, OutputError, counts_csv_bytes, output_location
 from halo_lrg.reader import SweepError
 from halo_lrg.sources import (
+    REMOTE_SCHEMES,
     SourceError,
     file_sizes,
     local_copy,
@@ -132,7 +133,7 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
     started = time.perf_counter()
     selection = get_selection(config.cuts.selection, config.cuts)
     try:
-        if config.remote.stream_http and scheme_of(uri) in ("http", "https"):
+        if config.remote.stream_remote and scheme_of(uri) in REMOTE_SCHEMES:
             from halo_lrg.streaming import stream_count
 
             result = stream_count(uri, config, selection, footprint)

@@ -172,3 +172,49 @@ def delete_prefix(uri: str, remote: RemoteConfig) -> int:
 def delete(uri: str, remote: RemoteConfig) -> None:
     bucket, key = split_s3_uri(uri)
     _call(uri, remote, lambda: client(remote).delete_object(Bucket=bucket, Key=key))
+
+
+def download_parts_in_order(uri: str, dest: str, remote: RemoteConfig,
+                            progress: Any) -> int:
+    """Download with concurrent ranged GETs written at their offsets, reporting the length
+    of the contiguous prefix on disk as parts complete (``progress(n)``), so a reader can
+    follow the file from its start while later parts are still in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bucket, key = split_s3_uri(uri)
+    size = int(head(uri, remote)["ContentLength"])
+    part = max(1, remote.s3_part_bytes)
+    starts = list(range(0, size, part))
+    done = [False] * len(starts)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, size)
+
+        def fetch(index: int) -> int:
+            first = starts[index]
+            last = min(first + part, size) - 1
+
+            def get() -> bytes:
+                body = client(remote).get_object(Bucket=bucket, Key=key,
+                                                 Range=f"bytes={first}-{last}")["Body"].read()
+                if len(body) != last - first + 1:
+                    raise TransientError(f"short part: {len(body):,} of "
+                                         f"{last - first + 1:,} bytes at {first:,}")
+                return body
+
+            os.pwrite(fd, _call(uri, remote, get), first)
+            return index
+
+        with ThreadPoolExecutor(max_workers=max(1, remote.s3_max_concurrency)) as pool:
+            # Submitted in order: the earliest parts finish first, so the prefix grows steadily.
+            prefix = 0
+            for index in pool.map(fetch, range(len(starts))):
+                done[index] = True
+                while prefix < len(starts) and done[prefix]:
+                    prefix += 1
+                progress(size if prefix == len(starts) else starts[prefix])
+    finally:
+        os.close(fd)
+    if size == 0:
+        progress(0)
+    return size

@@ -1,5 +1,7 @@
-"""Count a sweep over HTTP(S) while it downloads: the download runs in a thread into the
-task's temp file and the reader follows it, one row chunk behind, so network and CPU overlap.
+"""Count a remote sweep while it downloads: the download runs in a thread into the task's
+temp file and the reader follows it, one row chunk behind, so network and CPU overlap. Over
+HTTP(S) it is one stream; on S3, concurrent ranged GETs written at their offsets, the reader
+following the contiguous prefix.
 
 The FITS headers are parsed from the first bytes (halo_lrg.fitsformat), so no complete file
 is needed to start. Nothing is returned until the whole download is verified (its length
@@ -51,11 +53,16 @@ class GrowingDownload(threading.Thread):
         self.cancelled = True
 
     def run(self) -> None:
-        from halo_lrg import http_source
+        from halo_lrg import http_source, s3_source
+        from halo_lrg.sources import is_s3
 
         try:
-            http_source.download(self.url, self.dest, self.config.remote,
-                                 progress=self._progress)
+            if is_s3(self.url):
+                s3_source.download_parts_in_order(self.url, self.dest, self.config.remote,
+                                                  self._progress)
+            else:
+                http_source.download(self.url, self.dest, self.config.remote,
+                                     progress=self._progress)
         except BaseException as exc:  # handed to the reader, which raises it
             self.error = exc
         finally:
@@ -132,7 +139,8 @@ def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[
 
 def stream_count(uri: str, config: Config, selection: Selection,
                  footprint: Optional[Footprint]) -> SweepCount:
-    """Count an http(s) sweep while downloading it; the temp file goes, whatever happens."""
+    """Count an http(s) or s3 sweep while downloading it; the temp file goes, whatever
+    happens."""
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.remote.tmp_dir or None)
     dest = os.path.join(workdir, os.path.basename(urlparse(uri).path) or "download")
