@@ -3,7 +3,8 @@
     python -m bench.cases CASE PATH [ARGS...]   -> prints one JSON line
 
 Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fitsio,
-remote_http (ARGS: URL), spark (PATH is an index; ARGS: cores).
+remote_http (ARGS: URL), spark and pool (PATH is an index; ARGS: cores), spark_tasks (PATH
+unused; ARGS: cores, on|off).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def fast_columns(path: str) -> dict:
 
 
 def _count(path: str, fast: bool, selection: str = "seed") -> dict:
+    # What count_sweep imports lazily (fitsio, pandas for the result) is imported before the
+    # clock starts, as astropy is for the seed: a per-process cost, not a per-file one.
+    import fitsio  # noqa: F401
+    import pandas  # noqa: F401
+
     from halo_lrg.config import load_config
     from halo_lrg.count import count_sweep_file
     from halo_lrg.cuts import get_selection
@@ -118,8 +124,12 @@ def remote_http(path: str, url: str) -> dict:
 
 
 def spark(index: str, cores: str) -> dict:
-    """The whole job in local mode; session start timed apart from the run."""
+    """The whole job in local mode, with what a session pays once timed apart from the run:
+    the JVM and one Python worker per core starting (``startup``), then the job's first run
+    in the session, on one file per core (``warmup``: the JVM compiling Spark's code paths and
+    the query's generated code, each worker importing fitsio and halo_lrg)."""
     import tempfile
+    from pathlib import Path
 
     from halo_lrg.config import load_config
     from halo_lrg.pipeline import JobSpec, run_job
@@ -128,23 +138,98 @@ def spark(index: str, cores: str) -> dict:
     config = load_config().replace(run={"master": f"local[{cores}]", "progress_interval": 0.5})
     started = time.perf_counter()
     session = get_spark(config.run)
-    # Session start = the JVM up and each core's Python worker importing pandas/pyarrow:
-    # paid once per session, not per file.
     session.range(int(cores), numPartitions=int(cores)).mapInPandas(
         lambda batches: (b for b in batches), "id long").collect()
     startup = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        first = Path(index).read_text().split()[:int(cores)]
+        one = Path(scratch, "warmup.txt")
+        one.write_text("\n".join(first) + "\n")
         begun = time.perf_counter()
-        result = run_job(session, JobSpec(index, out, config), emit=lambda _l: None)
+        run_job(session, JobSpec(str(one), str(Path(scratch, "warmup")), config),
+                emit=lambda _l: None)
+        warmup = time.perf_counter() - begun
+        begun = time.perf_counter()
+        result = run_job(session, JobSpec(index, str(Path(scratch, "run")), config),
+                         emit=lambda _l: None)
         seconds = time.perf_counter() - begun
     session.stop()
     # The JVM is another process: this is the Python driver's own peak.
-    return {"seconds": seconds, "startup": startup, "rows": result.rows, "lrg": result.lrg,
-            "task_seconds": [f.seconds for f in result.files]}
+    return {"seconds": seconds, "startup": startup, "warmup": warmup, "rows": result.rows,
+            "lrg": result.lrg, "task_seconds": [f.seconds for f in result.files]}
+
+
+def _noop_partition(batches, tuned: bool):
+    if tuned:
+        from halo_lrg import workertune
+
+        workertune.install()
+    yield from batches
+
+
+def spark_tasks(_unused: str, cores: str, tuned: str) -> dict:
+    """Spark's own cost per task: ``mapInPandas`` tasks that do nothing, with the worker and
+    JVM tuning of ``run.tune_python_workers`` / ``run.local_java_options`` off or on."""
+    import functools
+
+    from halo_lrg.config import load_config
+    from halo_lrg.spark import get_spark
+
+    on = tuned == "on"
+    run = {"master": f"local[{cores}]"}
+    if not on:
+        run.update(tune_python_workers=False, local_java_options="")
+    session = get_spark(load_config().replace(run=run).run)
+    tasks = 200
+
+    def job():
+        session.range(tasks, numPartitions=tasks).mapInPandas(
+            functools.partial(_noop_partition, tuned=on), "id long").collect()
+
+    job()  # the session's first job: JVM warm-up, workers started
+    started = time.perf_counter()
+    job()
+    seconds = time.perf_counter() - started
+    session.stop()
+    return {"seconds": seconds, "ms_per_task_slot": seconds / tasks * int(cores) * 1000}
+
+
+def _pool_init() -> None:
+    import fitsio  # noqa: F401
+    import pandas  # noqa: F401
+
+    import halo_lrg.count  # noqa: F401
+
+
+def _pool_count(path: str) -> float:
+    from halo_lrg.config import load_config
+    from halo_lrg.count import count_sweep_file
+    from halo_lrg.cuts import get_selection
+
+    config = load_config()
+    started = time.perf_counter()
+    count_sweep_file(path, get_selection("seed", config.cuts), config.read.chunk_rows, True)
+    return time.perf_counter() - started
+
+
+def pool(index: str, cores: str) -> dict:
+    """The Spark case's files through ``cores`` plain Python processes, no Spark: what this
+    machine does in parallel, against which Spark's own overhead shows."""
+    import multiprocessing
+    from pathlib import Path
+
+    files = Path(index).read_text().split()
+    with multiprocessing.get_context("fork").Pool(int(cores), initializer=_pool_init) as workers:
+        workers.map(_pool_count, files[:int(cores)], chunksize=1)  # as the Spark warm-up
+        started = time.perf_counter()
+        seconds = list(workers.imap_unordered(_pool_count, files, chunksize=1))
+        elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "task_seconds": seconds}
 
 
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
-                                 count_fitsio, count_desi, remote_http, spark)}
+                                 count_fitsio, count_desi, remote_http, spark, pool,
+                                 spark_tasks)}
 
 if __name__ == "__main__":
     case, path, *args = sys.argv[1:]

@@ -57,6 +57,8 @@ class RunConfig:
     shuffle_partitions: int
     progress_interval: float
     driver_memory: str
+    local_java_options: str
+    tune_python_workers: bool
 
 
 @dataclass(frozen=True)

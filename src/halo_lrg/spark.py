@@ -62,6 +62,8 @@ def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
         builder = builder.config("spark.driver.memory", run.driver_memory)
+        if run.local_java_options:
+            builder = builder.config("spark.driver.extraJavaOptions", run.local_java_options)
         builder = builder.config("spark.ui.enabled", "false")
     conf = {
         "spark.sql.shuffle.partitions": str(run.shuffle_partitions),
