@@ -154,3 +154,17 @@ def test_with_density_writes_the_density_table(spark, config, sample, tmp_path):
         counts["lrg_count"].tolist())
     run(spark, config, sample["index"], out)  # a run without it retires the stale table
     assert not (out / "lrg_density.csv").exists()
+
+
+def test_the_job_leaves_the_sessions_sql_options_as_it_found_them(spark, config, sample,
+                                                                 tmp_path):
+    # A notebook's session is the user's: the job's own shuffle options last only for the job.
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.shuffle.partitions", "7")
+    try:
+        run(spark, config, sample["index"], tmp_path / "out")
+        assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "7"
+    finally:
+        spark.conf.unset("spark.sql.adaptive.enabled")
+        spark.conf.unset("spark.sql.shuffle.partitions")
