@@ -142,11 +142,10 @@ def spark(index: str, cores: str) -> dict:
         lambda batches: (b for b in batches), "id long").collect()
     startup = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as scratch:
-        first = Path(index).read_text().split()[:int(cores)]
-        one = Path(scratch, "warmup.txt")
-        one.write_text("\n".join(first) + "\n")
+        warmup_index = Path(scratch, "warmup.txt")
+        warmup_index.write_text("\n".join(Path(index).read_text().split()[:int(cores)]) + "\n")
         begun = time.perf_counter()
-        run_job(session, JobSpec(str(one), str(Path(scratch, "warmup")), config),
+        run_job(session, JobSpec(str(warmup_index), str(Path(scratch, "warmup")), config),
                 emit=lambda _l: None)
         warmup = time.perf_counter() - begun
         begun = time.perf_counter()
@@ -194,21 +193,25 @@ def spark_tasks(_unused: str, cores: str, tuned: str) -> dict:
     return {"seconds": seconds, "ms_per_task_slot": seconds / tasks * int(cores) * 1000}
 
 
+_POOL: dict = {}  # per pool process: the configuration and selection, loaded once
+
+
 def _pool_init() -> None:
     import fitsio  # noqa: F401
     import pandas  # noqa: F401
 
-    import halo_lrg.count  # noqa: F401
-
-
-def _pool_count(path: str) -> float:
     from halo_lrg.config import load_config
-    from halo_lrg.count import count_sweep_file
     from halo_lrg.cuts import get_selection
 
     config = load_config()
+    _POOL.update(chunk_rows=config.read.chunk_rows, selection=get_selection("seed", config.cuts))
+
+
+def _pool_count(path: str) -> float:
+    from halo_lrg.count import count_sweep_file
+
     started = time.perf_counter()
-    count_sweep_file(path, get_selection("seed", config.cuts), config.read.chunk_rows, True)
+    count_sweep_file(path, _POOL["selection"], _POOL["chunk_rows"], True)
     return time.perf_counter() - started
 
 
