@@ -36,8 +36,7 @@ def config():
 def spark(config):
     from halo_lrg.spark import get_spark
 
-    run = config.replace(run={"master": "local[2]", "shuffle_partitions": 2,
-                              "driver_memory": "1g"}).run
+    run = config.replace(run={"master": "local[2]", "driver_memory": "1g"}).run
     session = get_spark(run)
     yield session
     session.stop()

@@ -10,7 +10,14 @@ import pytest
 from chispa import assert_df_equality
 
 import halo_lrg
-from halo_lrg.pipeline import JobSpec, RunFailed, files_frame, run_job
+from halo_lrg.pipeline import (
+    JOB_SQL_OPTIONS,
+    JobSpec,
+    RunFailed,
+    files_frame,
+    partials_frame,
+    run_job,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -158,13 +165,21 @@ def test_with_density_writes_the_density_table(spark, config, sample, tmp_path):
 
 def test_the_job_leaves_the_sessions_sql_options_as_it_found_them(spark, config, sample,
                                                                  tmp_path):
-    # A notebook's session is the user's: the job's own shuffle options last only for the job.
-    spark.conf.set("spark.sql.adaptive.enabled", "true")
-    spark.conf.set("spark.sql.shuffle.partitions", "7")
+    # A notebook's session is the user's: the job's own SQL options last only for the job.
+    assert JOB_SQL_OPTIONS  # the options the job does set
+    spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")
     try:
         run(spark, config, sample["index"], tmp_path / "out")
-        assert spark.conf.get("spark.sql.adaptive.enabled") == "true"
-        assert spark.conf.get("spark.sql.shuffle.partitions") == "7"
+        assert spark.conf.get("spark.sql.codegen.factoryMode") == "FALLBACK"
     finally:
-        spark.conf.unset("spark.sql.adaptive.enabled")
-        spark.conf.unset("spark.sql.shuffle.partitions")
+        spark.conf.unset("spark.sql.codegen.factoryMode")
+    run(spark, config, sample["index"], tmp_path / "out")
+    assert all(spark.conf.get(key, None) is None for key in JOB_SQL_OPTIONS)
+
+
+def test_the_job_is_one_stage_without_a_shuffle(spark, config, sample):
+    # Partials are per brick already: they are merged on the driver, not through an exchange.
+    partials = partials_frame(spark, [str(p) for p in sample["paths"]], config, None,
+                              spark.sparkContext.accumulator(0))
+    plan = partials._jdf.queryExecution().executedPlan().toString()
+    assert "MapInPandas" in plan and "Exchange" not in plan and "Aggregate" not in plan

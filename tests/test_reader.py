@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import fitsio
 import numpy as np
 import pytest
@@ -91,3 +93,13 @@ def test_optional_columns_are_read_only_when_present(sample):
     chunk = next(iter_column_chunks(str(sample["paths"][0]), ["RELEASE"], 50,
                                     optional_columns=["PHOTSYS", "BRICKID"]))
     assert set(chunk) == {"RELEASE", "BRICKID"}
+
+
+@pytest.mark.parametrize("error", [SweepError("/data/a.fits", "truncated at row 5"),
+                                   MissingColumnsError("/data/b.fits", ["FLUX_W1", "EBV"])])
+def test_errors_survive_pickling_across_processes(error):
+    # A process pool or a Spark worker sends a file's error back pickled.
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error) and str(copy) == str(error)
+    assert (copy.path, copy.cause) == (error.path, error.cause)
+    assert getattr(copy, "missing", None) == getattr(error, "missing", None)

@@ -54,7 +54,6 @@ class RunConfig:
     on_error: str
     max_sweeps: int
     app_name: str
-    shuffle_partitions: int
     progress_interval: float
     driver_memory: str
     local_java_options: str

@@ -38,12 +38,20 @@ class SweepError(Exception):
         self.path = path
         self.cause = cause
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own arguments: the default (the message alone) cannot be, so the
+        # error could not cross a process boundary (a multiprocessing pool, a Spark worker).
+        return type(self), (self.path, self.cause)
+
 
 class MissingColumnsError(SweepError):
     def __init__(self, path: str, missing: Sequence[str]) -> None:
         names = ", ".join(missing)
         super().__init__(path, f"missing column{'s' if len(missing) > 1 else ''} {names}")
         self.missing = tuple(missing)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.path, self.missing)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
         if run.local_java_options:
             builder = builder.config("spark.driver.extraJavaOptions", run.local_java_options)
         builder = builder.config("spark.ui.enabled", "false")
-    conf = {  # the job sets its own shuffle options (pipeline._sql_conf)
+    conf = {  # the job sets its own SQL options for its run (pipeline.JOB_SQL_OPTIONS)
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
