@@ -3,8 +3,8 @@
     python -m bench.cases CASE PATH [ARGS...]   -> prints one JSON line
 
 Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fitsio,
-remote_http (ARGS: URL), spark and pool (PATH is an index; ARGS: cores), spark_tasks (PATH
-unused; ARGS: cores, on|off).
+remote_http (ARGS: URL), sequential (PATH is an index), spark and pool (PATH is an index;
+ARGS: cores), spark_tasks (PATH unused; ARGS: cores, plain|groupby|job).
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def fast_columns(path: str) -> dict:
 
 
 def _count(path: str, fast: bool, selection: str = "seed") -> dict:
-    # What count_sweep imports lazily (fitsio, pandas for the result) is imported before the
-    # clock starts, as astropy is for the seed: a per-process cost, not a per-file one.
+    # What count_sweep_file imports lazily (fitsio) is imported before the clock starts, as
+    # astropy is for the seed: a per-process cost, not a per-file one. Counting needs no
+    # pandas; count_sweep, the notebook function, turns its arrays into a DataFrame.
     import fitsio  # noqa: F401
-    import pandas  # noqa: F401
 
     from halo_lrg.config import load_config
     from halo_lrg.count import count_sweep_file
@@ -123,11 +123,41 @@ def remote_http(path: str, url: str) -> dict:
     return {"seconds": time.perf_counter() - started, "rows": status.rows, "lrg": status.lrg}
 
 
+def _descendants_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's descendants, split into the Spark JVM and its
+    Python workers (Linux /proc; empty elsewhere). Workers live as long as the session."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 1:].split()
+        table[int(entry)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / tick)
+    cpu = {"jvm": 0.0, "workers": 0.0}
+    parents = {os.getpid()}
+    while parents:
+        children = {pid for pid, (ppid, _c, _s) in table.items() if ppid in parents}
+        for pid in children:
+            cpu["jvm" if table[pid][1] == "java" else "workers"] += table[pid][2]
+        parents = children
+    return cpu
+
+
+def _cpu_since(before: dict[str, float]) -> dict[str, float]:
+    after = _descendants_cpu()
+    return {f"{k}_cpu": after[k] - before[k] for k in before}
+
+
 def spark(index: str, cores: str) -> dict:
-    """The whole job in local mode, with what a session pays once timed apart from the run:
-    the JVM and one Python worker per core starting (``startup``), then the job's first run
-    in the session, on one file per core (``warmup``: the JVM compiling Spark's code paths and
-    the query's generated code, each worker importing fitsio and halo_lrg)."""
+    """The whole job in local mode. ``startup``: the session (JVM, one Python worker per
+    core) up. ``seconds``: the session's first job, over all the files: cold, so it pays the
+    JVM's JIT warm-up and the workers' first imports. ``warm_seconds``: the same job again."""
     import tempfile
     from pathlib import Path
 
@@ -141,56 +171,105 @@ def spark(index: str, cores: str) -> dict:
     session.range(int(cores), numPartitions=int(cores)).mapInPandas(
         lambda batches: (b for b in batches), "id long").collect()
     startup = time.perf_counter() - started
+    runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        warmup_index = Path(scratch, "warmup.txt")
-        warmup_index.write_text("\n".join(Path(index).read_text().split()[:int(cores)]) + "\n")
-        begun = time.perf_counter()
-        run_job(session, JobSpec(str(warmup_index), str(Path(scratch, "warmup")), config),
-                emit=lambda _l: None)
-        warmup = time.perf_counter() - begun
-        begun = time.perf_counter()
-        result = run_job(session, JobSpec(index, str(Path(scratch, "run")), config),
-                         emit=lambda _l: None)
-        seconds = time.perf_counter() - begun
+        for attempt in ("cold", "warm"):
+            before = _descendants_cpu()
+            begun = time.perf_counter()
+            result = run_job(session, JobSpec(index, str(Path(scratch, attempt)), config),
+                             emit=lambda _l: None)
+            runs.append({"seconds": time.perf_counter() - begun, **_cpu_since(before),
+                         "result": result})
     session.stop()
+    cold, warm = runs
+    result = cold.pop("result")
     # The JVM is another process: this is the Python driver's own peak.
-    return {"seconds": seconds, "startup": startup, "warmup": warmup, "rows": result.rows,
-            "lrg": result.lrg, "task_seconds": [f.seconds for f in result.files]}
+    return {**cold, "startup": startup, "warm_seconds": warm["seconds"],
+            "warm_jvm_cpu": warm["jvm_cpu"], "rows": result.rows, "lrg": result.lrg,
+            "files": len(result.files), "task_seconds": [f.seconds for f in result.files]}
 
 
-def _noop_partition(batches, tuned: bool):
+TASK_ROWS = 400  # what a task returns for one DR10 sweep: ~400 bricks
+
+
+def _stand_in_partition(batches, tuned: bool):
+    """A task returning what a file's task returns (400 brick rows and a status row), at
+    no reading cost: what is left is Spark's own cost per task."""
+    import numpy as np
+
+    from halo_lrg import workertune
+    from halo_lrg.count import SweepCount
+    from halo_lrg.pipeline import FileResult, _partials_frame
+
     if tuned:
-        from halo_lrg import workertune
-
         workertune.install()
-    yield from batches
+    for batch in batches:
+        for index in batch["id"]:
+            uri = f"/bench/sweep-{int(index):04d}.fits"
+            names = np.array([f"{k:04d}p{int(index) % 1000:03d}" for k in range(TASK_ROWS)])
+            ones = np.ones(TASK_ROWS, np.int64)
+            counts = SweepCount(uri, names, ones, ones, TASK_ROWS, TASK_ROWS, TASK_ROWS, 0.0)
+            yield _partials_frame(uri, counts, FileResult(uri, "ok", 1, 1, 1, 0.0))
 
 
-def spark_tasks(_unused: str, cores: str, tuned: str) -> dict:
-    """Spark's own cost per task: ``mapInPandas`` tasks that do nothing, with the worker and
-    JVM tuning of ``run.tune_python_workers`` / ``run.local_java_options`` off or on."""
+def spark_tasks(_unused: str, cores: str, variant: str) -> dict:
+    """Spark's own cost per task, with tasks that return a file's partials but read nothing.
+
+    ``plain``: PySpark as it comes, per-brick sums by ``groupBy`` in Spark; ``groupby``: the
+    worker and JVM tuning (``run.tune_python_workers``, ``run.local_java_options``) and the
+    job's SQL options, still summing in Spark; ``job``: as the job does it (partials
+    collected and merged on the driver)."""
     import functools
 
+    from pyspark.sql import functions as F
+
     from halo_lrg.config import load_config
+    from halo_lrg.pipeline import JOB_SQL_OPTIONS, PARTIAL_SCHEMA, _sql_conf, collect_partials
     from halo_lrg.spark import get_spark
 
-    on = tuned == "on"
+    tuned = variant != "plain"
     run = {"master": f"local[{cores}]"}
-    if not on:
+    if not tuned:
         run.update(tune_python_workers=False, local_java_options="")
     session = get_spark(load_config().replace(run=run).run)
     tasks = 200
 
     def job():
-        session.range(tasks, numPartitions=tasks).mapInPandas(
-            functools.partial(_noop_partition, tuned=on), "id long").collect()
+        partials = session.range(tasks, numPartitions=tasks).mapInPandas(
+            functools.partial(_stand_in_partition, tuned=tuned), PARTIAL_SCHEMA)
+        if variant == "job":
+            with _sql_conf(session, JOB_SQL_OPTIONS):
+                return collect_partials(partials)
+        options = {} if variant == "plain" else {
+            **JOB_SQL_OPTIONS, "spark.sql.shuffle.partitions": "1",
+            "spark.sql.adaptive.enabled": "false"}
+        with _sql_conf(session, options):
+            return partials.groupBy("brickname").agg(F.sum("lrg_count")).toPandas()
 
     job()  # the session's first job: JVM warm-up, workers started
+    before = _descendants_cpu()
     started = time.perf_counter()
     job()
     seconds = time.perf_counter() - started
+    cpu = _cpu_since(before)
     session.stop()
-    return {"seconds": seconds, "ms_per_task_slot": seconds / tasks * int(cores) * 1000}
+    return {"seconds": seconds, "ms_per_task_slot": seconds / tasks * int(cores) * 1000,
+            "jvm_ms_per_task": cpu["jvm_cpu"] / tasks * 1000,
+            "workers_ms_per_task": cpu["workers_cpu"] / tasks * 1000}
+
+
+def sequential(index: str) -> dict:
+    """Σ per-file time: the Spark case's files counted one after another in one process
+    (imports, configuration and a first file done before the clock, as in the pool)."""
+    from pathlib import Path
+
+    files = Path(index).read_text().split()
+    _pool_init()
+    _pool_count(files[0])
+    started = time.perf_counter()
+    seconds = [_pool_count(path) for path in files]
+    return {"seconds": time.perf_counter() - started, "sum_seconds": sum(seconds),
+            "task_seconds": seconds}
 
 
 _POOL: dict = {}  # per pool process: the configuration and selection, loaded once
@@ -223,7 +302,7 @@ def pool(index: str, cores: str) -> dict:
 
     files = Path(index).read_text().split()
     with multiprocessing.get_context("fork").Pool(int(cores), initializer=_pool_init) as workers:
-        workers.map(_pool_count, files[:int(cores)], chunksize=1)  # as the Spark warm-up
+        workers.map(_pool_count, files[:int(cores)], chunksize=1)  # a first file, off the clock
         started = time.perf_counter()
         seconds = list(workers.imap_unordered(_pool_count, files, chunksize=1))
         elapsed = time.perf_counter() - started
@@ -232,7 +311,7 @@ def pool(index: str, cores: str) -> dict:
 
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
                                  count_fitsio, count_desi, remote_http, spark, pool,
-                                 spark_tasks)}
+                                 spark_tasks, sequential)}
 
 if __name__ == "__main__":
     case, path, *args = sys.argv[1:]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import fitsio
 import numpy as np
 import pandas as pd
@@ -92,8 +95,25 @@ def test_brick_tally_is_right_in_any_row_order_and_chunking(rows, chunk):
     tally = _BrickTally()
     for start in range(0, len(rows), chunk):
         tally.add(names[start:start + chunk], selected[start:start + chunk])
-    got = tally.frame()
+    names, objects, lrgs = tally.totals()
+    got = pd.DataFrame({"brickname": names, "n_objects": objects, "lrg_count": lrgs})
     expected = (pd.DataFrame({"brickname": [n.rstrip() for n, _ in rows],
                               "n_objects": 1, "lrg_count": selected.astype(int)})
                 .groupby("brickname", as_index=False).sum())
     pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+
+
+def test_counting_a_file_needs_no_pandas(sample):
+    # pandas 3 loads pyarrow (~80 MB): several times what counting a file takes.
+    code = ("import sys\n"
+            "from halo_lrg.config import load_config\n"
+            "from halo_lrg.count import count_sweep_file\n"
+            "from halo_lrg.cuts import get_selection\n"
+            "config = load_config()\n"
+            f"result = count_sweep_file({str(sample['paths'][0])!r}, "
+            "get_selection('desi-lrg', config.cuts), 1000)\n"
+            "assert result.lrg == result.lrg_count.sum() > 0, result\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'pyarrow')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

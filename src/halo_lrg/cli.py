@@ -99,7 +99,9 @@ def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Op
 @click.option("--min-r-minus-z", type=float, default=None, help="seed: r - z > this [0.4].")
 @click.option("--min-z-minus-w1", type=float, default=None, help="seed: z - W1 > this [0.8].")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
-              help="Rows read per chunk (memory per task ~ chunk x columns).")
+              help="Rows read per chunk [config read.chunk_rows]. A task holds ~700 "
+                   "bytes a row of it (the 505-byte read buffer and column copies): small "
+                   "enough that a node's tasks share its L3 cache.")
 @click.option("--region", default=None, metavar="AWS_REGION",
               help="AWS region for s3:// inputs and output [config remote.region; "
                    "default: the AWS SDK's chain].")

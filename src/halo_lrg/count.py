@@ -28,16 +28,31 @@ COORDINATES = ("RA", "DEC")
 
 @dataclass(frozen=True)
 class SweepCount:
-    """Per-brick counts of one whole file, with what it took to get them."""
+    """Per-brick counts of one whole file, with what it took to get them.
+
+    The counts are numpy arrays, sorted by brickname, holding every brick with an object:
+    counting needs no pandas (importing pandas 3 loads pyarrow, ~80 MB, several times what
+    counting a file takes). ``bricks`` gives them as a DataFrame.
+    """
 
     path: str
-    #: brickname (str), n_objects (int64), lrg_count (int64); sorted by brickname.
-    bricks: pd.DataFrame
+    brickname: np.ndarray  # str
+    n_objects: np.ndarray  # int64
+    lrg_count: np.ndarray  # int64
     rows: int
     #: Objects that passed the footprint (== rows without one).
     objects: int
     lrg: int
     seconds: float
+
+    @property
+    def bricks(self) -> pd.DataFrame:
+        """brickname (str), n_objects (int64), lrg_count (int64); sorted by brickname."""
+        import pandas as pd
+
+        return pd.DataFrame({"brickname": pd.Series(self.brickname, dtype=str),
+                             "n_objects": pd.Series(self.n_objects, dtype="int64"),
+                             "lrg_count": pd.Series(self.lrg_count, dtype="int64")})
 
 
 class _BrickTally:
@@ -65,26 +80,23 @@ class _BrickTally:
         self.objects.append(np.diff(np.r_[starts, keys.size]))
         self.lrgs.append(np.add.reduceat(selected.astype(np.int64), starts))
 
-    def frame(self) -> pd.DataFrame:
-        import pandas as pd  # only now: pandas is most of this process's memory
-
+    def totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Names (str, padding stripped), objects and LRGs per brick, sorted by name; only
+        bricks with an object."""
         if not self.keys:
-            return pd.DataFrame({"brickname": pd.Series([], dtype=str),
-                                 "n_objects": pd.Series([], dtype="int64"),
-                                 "lrg_count": pd.Series([], dtype="int64")})
+            return np.array([], dtype=str), np.zeros(0, np.int64), np.zeros(0, np.int64)
         keys = np.concatenate(self.keys)
-        unique, inverse = np.unique(keys, return_inverse=True)
+        if keys.dtype == np.uint64:
+            keys = keys.view("S8")
+        # Stripping can merge names that differ only in padding: group by the text.
+        names = np.char.rstrip(np.char.decode(keys, "ascii")) if keys.dtype.kind == "S" \
+            else np.char.rstrip(keys.astype(str))
+        unique, inverse = np.unique(names, return_inverse=True)
         objects = np.bincount(inverse, np.concatenate(self.objects), unique.size)
         lrgs = np.bincount(inverse, np.concatenate(self.lrgs), unique.size)
-        names = unique.view("S8") if unique.dtype == np.uint64 else unique
-        names = np.char.rstrip(np.char.decode(names, "ascii")) if names.dtype.kind == "S" \
-            else np.char.rstrip(names.astype(str))
-        frame = pd.DataFrame({"brickname": names.astype(str),
-                              "n_objects": objects.astype(np.int64),
-                              "lrg_count": lrgs.astype(np.int64)})
-        # Stripping could merge names differing only in padding; sort by the text.
-        frame = frame.groupby("brickname", sort=True, as_index=False).sum()
-        return frame[frame["n_objects"] > 0].reset_index(drop=True)
+        keep = objects > 0
+        return (unique[keep].astype(str), objects[keep].astype(np.int64),
+                lrgs[keep].astype(np.int64))
 
 
 def count_sweep_file(
@@ -128,9 +140,9 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
             inside = footprint.contains(chunk["RA"], chunk["DEC"])
             names, selected = names[inside], selected[inside]
         tally.add(names, selected)
-    bricks = tally.frame()
-    return SweepCount(path, bricks, rows, int(bricks["n_objects"].sum()),
-                      int(bricks["lrg_count"].sum()), time.perf_counter() - started)
+    names, objects, lrgs = tally.totals()
+    return SweepCount(path, names, objects, lrgs, rows, int(objects.sum()), int(lrgs.sum()),
+                      time.perf_counter() - started)
 
 
 def count_sweep(

@@ -37,7 +37,7 @@ import pandas as pd
 
 from halo_lrg import __version__, workertune
 from halo_lrg.config import Config
-from halo_lrg.count import count_sweep_file
+from halo_lrg.count import SweepCount, count_sweep_file
 from halo_lrg.cuts import get_selection
 from halo_lrg.footprint import Footprint
 from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
@@ -136,7 +136,7 @@ class RunResult:
 # --- executor side ----------------------------------------------------------------------------
 
 def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
-                   ) -> tuple[Optional[pd.DataFrame], FileResult]:
+                   ) -> tuple[Optional[SweepCount], FileResult]:
     """Count one file end to end (fetch, read, cut, count). Never raises: a failure is a
     ``FileResult`` with status ``failed`` and an error naming the URI and the cause."""
     started = time.perf_counter()
@@ -156,17 +156,17 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
     except Exception as exc:  # anything else is still this file's failure, named as such
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {type(exc).__name__}: {exc}")
-    return result.bricks, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
+    return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
                                      time.perf_counter() - started)
 
 
-def _partials_frame(uri: str, bricks: Optional[pd.DataFrame], status: FileResult
+def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
                     ) -> pd.DataFrame:
-    names = [] if bricks is None else list(bricks["brickname"])
+    names = [] if counts is None else counts.brickname.tolist()
     n = len(names)
     frame = pd.DataFrame({
         "brickname": [*names, None],
-        "lrg_count": [*([] if bricks is None else bricks["lrg_count"]), 0],
+        "lrg_count": [*([] if counts is None else counts.lrg_count.tolist()), 0],
         "uri": [None] * n + [uri],
         "status": [None] * n + [status.status],
         "rows": [0] * n + [status.rows],

@@ -13,6 +13,7 @@ with fitsio, as any local file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -165,8 +166,7 @@ def stream_count(uri: str, config: Config, selection: Selection,
                     download.wait_for(0)
             finally:
                 os.close(fd)
-        return SweepCount(uri, result.bricks, result.rows, result.objects, result.lrg,
-                          time.perf_counter() - started)
+        return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
     finally:
         download.cancel()  # a no-op once it has finished; else don't fetch what won't be read
         download.join()
