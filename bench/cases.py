@@ -125,7 +125,7 @@ def remote_http(path: str, url: str) -> dict:
 
 def _descendants_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's descendants, split into the Spark JVM and its
-    Python workers (Linux /proc; empty elsewhere). Workers live as long as the session."""
+    Python workers (Linux /proc; zeros elsewhere). Workers live as long as the session."""
     tick = os.sysconf("SC_CLK_TCK")
     table = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():

@@ -157,7 +157,7 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {type(exc).__name__}: {exc}")
     return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
-                                     time.perf_counter() - started)
+                              time.perf_counter() - started)
 
 
 def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
@@ -282,8 +282,8 @@ def collect_partials(partials: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]
     Why not ``groupBy(brickname).sum()`` in Spark: a task's partials are already one row per
     brick of its file, so a Spark aggregation only moves this small merge from the driver,
     which receives its result anyway, into a reduce task. Its cost is paid in every map
-    task: a partial aggregation, a shuffle write and a larger plan to deserialize, ~11 ms of
-    JVM CPU a task against ~4.5 ms for this collect (tasks returning 400 rows, local[2];
+    task: a partial aggregation, a shuffle write and a larger plan to deserialize, ~14-17 ms
+    of JVM CPU a task against ~8 ms for this collect (tasks returning 400 rows, local[2];
     ``make bench`` measures both).
     What reaches the driver is the same size either way (a brick rarely spans two sweeps):
     ~0.6M rows for all of DR10 south.
