@@ -85,15 +85,19 @@ class _BrickTally:
         bricks with an object."""
         if not self.keys:
             return np.array([], dtype=str), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        keys = np.concatenate(self.keys)
+        # Merge on the raw keys first (integers for 8-byte names), so only distinct names
+        # are decoded: unsorted input has as many runs as rows.
+        keys, inverse = np.unique(np.concatenate(self.keys), return_inverse=True)
+        objects = np.bincount(inverse, np.concatenate(self.objects), keys.size)
+        lrgs = np.bincount(inverse, np.concatenate(self.lrgs), keys.size)
         if keys.dtype == np.uint64:
             keys = keys.view("S8")
-        # Stripping can merge names that differ only in padding: group by the text.
         names = np.char.rstrip(np.char.decode(keys, "ascii")) if keys.dtype.kind == "S" \
             else np.char.rstrip(keys.astype(str))
+        # Stripping can merge names that differ only in padding: merge again by the text.
         unique, inverse = np.unique(names, return_inverse=True)
-        objects = np.bincount(inverse, np.concatenate(self.objects), unique.size)
-        lrgs = np.bincount(inverse, np.concatenate(self.lrgs), unique.size)
+        objects = np.bincount(inverse, objects, unique.size)
+        lrgs = np.bincount(inverse, lrgs, unique.size)
         keep = objects > 0
         return (unique[keep].astype(str), objects[keep].astype(np.int64),
                 lrgs[keep].astype(np.int64))
