@@ -133,11 +133,13 @@ def main() -> int:
     # hundreds of files a core; 96 on 2 cores is 48, enough that a cold job's one-off costs
     # (JIT, workers' first imports) do not swamp what is compared, per-file work.
     parser.add_argument("--spark-files", type=int, default=96)
+    # The Spark comparison varies more from round to round than the single-file cases.
+    parser.add_argument("--spark-rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small files, one repeat")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.repeat = 300_000, 1
+        args.rows, args.repeat, args.spark_rounds = 300_000, 1, 1
     small_rows, large_rows = args.rows // 4, args.rows * 2
 
     main_file = sweep(args.rows)
@@ -175,7 +177,7 @@ def main() -> int:
     rounds = [{"sequential": run_case("sequential", index, repeat=1),
                "spark": run_case("spark", index, str(cores), repeat=1),
                "pool": run_case("pool", index, str(cores), repeat=1)}
-              for _ in range(args.repeat)]
+              for _ in range(args.spark_rounds)]
     spark = spark_summary(rounds, cores)
     spark["tasks"] = {variant: run_case("spark_tasks", spark_dir, str(cores), variant,
                                         repeat=args.repeat)
@@ -203,6 +205,11 @@ def main() -> int:
     return 0
 
 
+ROUNDS_HEADER = ("| round | Σ per-file (s) | Σ / cores (s) | Spark job (s) | ratio "
+                 "| plain pool (s) | ratio | kernel CPU (s): Σ / Spark / pool |\n"
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
 def spark_summary(rounds: list[dict], cores: int) -> dict:
     """Medians over the rounds; each ratio is computed within its round first."""
     def median(case, key):
@@ -211,11 +218,29 @@ def spark_summary(rounds: list[dict], cores: int) -> dict:
     def ideal(r):  # Σ per-file time / cores, measured in that round
         return r["sequential"]["sum_seconds"] / cores
 
+    def outside_ms(r):  # of a task slot, outside the file's own counting
+        spark = r["spark"]
+        slots = spark["seconds"] * cores
+        return (slots - sum(spark["task_seconds"])) / len(spark["task_seconds"]) * 1000
+
     return {
         "rounds": [{"sum_per_file": r["sequential"]["sum_seconds"], "ideal": ideal(r),
                     "spark": r["spark"]["seconds"], "pool": r["pool"]["seconds"],
                     "spark_ratio": r["spark"]["seconds"] / ideal(r),
-                    "pool_ratio": r["pool"]["seconds"] / ideal(r)} for r in rounds],
+                    "pool_ratio": r["pool"]["seconds"] / ideal(r),
+                    # Kernel CPU (mostly copying the file out of the page cache) shows the
+                    # machine's state: it drifts between rounds, and at times in one case only.
+                    "sys_sequential": r["sequential"]["sys_cpu"],
+                    "sys_spark": r["spark"]["workers_sys_cpu"],
+                    "sys_pool": r["pool"]["sys_cpu"],
+                    "outside_ms": outside_ms(r)} for r in rounds],
+        "outside_ms": statistics.median(outside_ms(r) for r in rounds),
+        "cpu_split": {
+            case: {kind: statistics.median(r[case][key] for r in rounds)
+                   for kind, key in (("user", user), ("sys", sys_))}
+            for case, user, sys_ in (("sequential", "user_cpu", "sys_cpu"),
+                                     ("spark", "workers_user_cpu", "workers_sys_cpu"),
+                                     ("pool", "user_cpu", "sys_cpu"))},
         "spark_ratio": statistics.median(r["spark"]["seconds"] / ideal(r) for r in rounds),
         "pool_ratio": statistics.median(r["pool"]["seconds"] / ideal(r) for r in rounds),
         "warm_ratio": statistics.median(r["spark"]["warm_seconds"] / ideal(r) for r in rounds),
@@ -277,7 +302,8 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
         ("Spark local end to end ≤ 1.25 x Σ per-file / cores + session start",
          f"{spark['spark_ratio']:.2f} x: the session's first job on {files} files "
          f"{spark['seconds']:.2f} s vs Σ per-file / cores {spark['ideal']:.2f} s "
-         f"(median of {args.repeat} rounds' ratios); session start {spark['startup']:.1f} s "
+         f"(median of {args.spark_rounds} rounds' ratios); session start "
+         f"{spark['startup']:.1f} s "
          "apart", spark["spark_ratio"] <= 1.25),
         (f"remote throttled to B = {args.bandwidth:g} MB/s gives ≥ 0.85 B",
          f"{remote_rate:.1f} MB/s = {remote_rate / args.bandwidth:.2f} B "
@@ -285,8 +311,10 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
     ]
     rounds_table = "\n".join(
         f"| {k} | {x['sum_per_file']:.2f} | {x['ideal']:.2f} | {x['spark']:.2f} | "
-        f"{x['spark_ratio']:.2f}x | {x['pool']:.2f} | {x['pool_ratio']:.2f}x |"
+        f"{x['spark_ratio']:.2f}x | {x['pool']:.2f} | {x['pool_ratio']:.2f}x | "
+        f"{x['sys_sequential']:.1f} / {x['sys_spark']:.1f} / {x['sys_pool']:.1f} |"
         for k, x in enumerate(spark["rounds"], start=1))
+    split = spark["cpu_split"]
     tasks_table = "\n".join(
         f"| `{name}` | {t['ms_per_task_slot']:.1f} | {t['jvm_ms_per_task']:.1f} | "
         f"{t['workers_ms_per_task']:.1f} |" for name, t in spark["tasks"].items())
@@ -329,8 +357,7 @@ Spark job (a fresh session; its first job over all the files, so it pays the JVM
 warm-up and the workers' first imports), and the same files through {cores} plain Python
 processes (no Spark). Ratios are to Σ per-file / cores within the same round.
 
-| round | Σ per-file (s) | Σ / cores (s) | Spark job (s) | ratio | plain pool (s) | ratio |
-|---:|---:|---:|---:|---:|---:|---:|
+{ROUNDS_HEADER}
 {rounds_table}
 
 * **Spark's first job: {spark['spark_ratio']:.2f}x** Σ per-file / cores; the same job again
@@ -341,8 +368,19 @@ processes (no Spark). Ratios are to Σ per-file / cores within the same round.
   {spark['per_file_in_pool']:.3f} s, in Spark's tasks {spark['per_file_in_spark']:.3f} s.
   {cores} files read at once share the machine's memory bandwidth and L3 cache; with
   `read.chunk_rows` = 8192 (~6 MB a task) they barely slow each other.
+* Each task slot spends {spark['outside_ms']:.0f} ms a file outside the file's own counting
+  (job start and end, the JVM's work between tasks, the partials' conversion):
+  (Spark job x cores - Σ its tasks' counting time) / files.
 * CPU in the first job: the JVM {spark['jvm_cpu']:.2f} s, the Python workers
   {spark['workers_cpu']:.2f} s; in the warm job, the JVM {spark['warm_jvm_cpu']:.2f} s.
+* User / kernel CPU of the counting processes (medians): one after another \
+  {split['sequential']['user']:.1f} / {split['sequential']['sys']:.1f} s, Spark's workers \
+  {split['spark']['user']:.1f} / {split['spark']['sys']:.1f} s, the pool \
+  {split['pool']['user']:.1f} / {split['pool']['sys']:.1f} s.
+  Kernel time is mostly the page cache copied into the read buffer (`cat` pays the same).
+  On this VM its cost per byte has drifted by up to 2x between runs, at times in Spark's
+  workers only (5.6 s against 12.0 s for 96 files in an earlier run, which then took the
+  Spark ratio to 1.7x); the rounds' last column shows whether a run was in that state.
 
 Spark's own cost per task, with tasks returning what a file's task returns (400 brick rows
 and a status row) but reading nothing, 200 tasks after a first job:

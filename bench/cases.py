@@ -125,7 +125,8 @@ def remote_http(path: str, url: str) -> dict:
 
 def _descendants_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's descendants, split into the Spark JVM and its
-    Python workers (Linux /proc; zeros elsewhere). Workers live as long as the session."""
+    Python workers, the workers' also into user and system (kernel) time (Linux /proc; zeros
+    elsewhere). Workers live as long as the session."""
     tick = os.sysconf("SC_CLK_TCK")
     table = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
@@ -138,13 +139,19 @@ def _descendants_cpu() -> dict[str, float]:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 1:].split()
-        table[int(entry)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / tick)
-    cpu = {"jvm": 0.0, "workers": 0.0}
+        table[int(entry)] = (int(fields[1]), comm, int(fields[11]) / tick, int(fields[12]) / tick)
+    cpu = {"jvm": 0.0, "workers": 0.0, "workers_user": 0.0, "workers_sys": 0.0}
     parents = {os.getpid()}
     while parents:
-        children = {pid for pid, (ppid, _c, _s) in table.items() if ppid in parents}
+        children = {pid for pid, (ppid, *_rest) in table.items() if ppid in parents}
         for pid in children:
-            cpu["jvm" if table[pid][1] == "java" else "workers"] += table[pid][2]
+            _ppid, comm, user, system = table[pid]
+            if comm == "java":
+                cpu["jvm"] += user + system
+            else:
+                cpu["workers"] += user + system
+                cpu["workers_user"] += user
+                cpu["workers_sys"] += system
         parents = children
     return cpu
 
@@ -266,10 +273,14 @@ def sequential(index: str) -> dict:
     files = Path(index).read_text().split()
     _pool_init()
     _pool_count(files[0])
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     seconds = [_pool_count(path) for path in files]
-    return {"seconds": time.perf_counter() - started, "sum_seconds": sum(seconds),
-            "task_seconds": seconds}
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"seconds": elapsed, "sum_seconds": sum(seconds), "task_seconds": seconds,
+            "user_cpu": after.ru_utime - before.ru_utime,
+            "sys_cpu": after.ru_stime - before.ru_stime}
 
 
 _POOL: dict = {}  # per pool process: the configuration and selection, loaded once
@@ -303,10 +314,13 @@ def pool(index: str, cores: str) -> dict:
     files = Path(index).read_text().split()
     with multiprocessing.get_context("fork").Pool(int(cores), initializer=_pool_init) as workers:
         workers.map(_pool_count, files[:int(cores)], chunksize=1)  # a first file, off the clock
+        before = _descendants_cpu()
         started = time.perf_counter()
         seconds = list(workers.imap_unordered(_pool_count, files, chunksize=1))
         elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "task_seconds": seconds}
+        cpu = _cpu_since(before)
+    return {"seconds": elapsed, "task_seconds": seconds,
+            "user_cpu": cpu["workers_user_cpu"], "sys_cpu": cpu["workers_sys_cpu"]}
 
 
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from chispa import assert_df_equality
 
 import halo_lrg
+from halo_lrg.count import SweepCount
 from halo_lrg.pipeline import (
     JOB_SQL_OPTIONS,
+    PARTIAL_SCHEMA,
+    FileResult,
     JobSpec,
     RunFailed,
+    _partials_frame,
     files_frame,
     partials_frame,
     run_job,
@@ -183,3 +188,25 @@ def test_the_job_is_one_stage_without_a_shuffle(spark, config, sample):
                               spark.sparkContext.accumulator(0))
     plan = partials._jdf.queryExecution().executedPlan().toString()
     assert "MapInPandas" in plan and "Exchange" not in plan and "Aggregate" not in plan
+
+
+def test_a_task_returns_its_bricks_then_one_status_row(spark):
+    counts = SweepCount("/d/s.fits", np.array(["1500p000", "1501p000"]), np.array([7, 3]),
+                        np.array([2, 0]), rows=10, objects=10, lrg=2, seconds=0.5)
+    ok = _partials_frame("/d/s.fits", counts, FileResult("/d/s.fits", "ok", 10, 10, 2, 0.5))
+    failed = _partials_frame("/d/t.fits", None,
+                             FileResult("/d/t.fits", "failed", seconds=0.1,
+                                        error="/d/t.fits: truncated"))
+
+    def task(_batches):  # returned from a task, as the job's tasks return them
+        yield ok
+        yield failed
+
+    actual = spark.range(1, numPartitions=1).mapInPandas(task, PARTIAL_SCHEMA)
+    expected = spark.createDataFrame([
+        ("1500p000", 2, None, None, 0, 0, 0, 0.0, None),
+        ("1501p000", 0, None, None, 0, 0, 0, 0.0, None),
+        (None, 0, "/d/s.fits", "ok", 10, 10, 2, 0.5, None),
+        (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated"),
+    ], schema=PARTIAL_SCHEMA)
+    assert_df_equality(actual, expected)
