@@ -314,7 +314,10 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
         f"{x['spark_ratio']:.2f}x | {x['pool']:.2f} | {x['pool_ratio']:.2f}x | "
         f"{x['sys_sequential']:.1f} / {x['sys_spark']:.1f} / {x['sys_pool']:.1f} |"
         for k, x in enumerate(spark["rounds"], start=1))
-    split = spark["cpu_split"]
+    cpu_split = ", ".join(
+        f"{label} {spark['cpu_split'][case]['user']:.1f} / {spark['cpu_split'][case]['sys']:.1f} s"
+        for case, label in (("sequential", "one after another"), ("spark", "Spark's workers"),
+                            ("pool", "the pool")))
     tasks_table = "\n".join(
         f"| `{name}` | {t['ms_per_task_slot']:.1f} | {t['jvm_ms_per_task']:.1f} | "
         f"{t['workers_ms_per_task']:.1f} |" for name, t in spark["tasks"].items())
@@ -373,10 +376,7 @@ processes (no Spark). Ratios are to Σ per-file / cores within the same round.
   (Spark job x cores - Σ its tasks' counting time) / files.
 * CPU in the first job: the JVM {spark['jvm_cpu']:.2f} s, the Python workers
   {spark['workers_cpu']:.2f} s; in the warm job, the JVM {spark['warm_jvm_cpu']:.2f} s.
-* User / kernel CPU of the counting processes (medians): one after another \
-  {split['sequential']['user']:.1f} / {split['sequential']['sys']:.1f} s, Spark's workers \
-  {split['spark']['user']:.1f} / {split['spark']['sys']:.1f} s, the pool \
-  {split['pool']['user']:.1f} / {split['pool']['sys']:.1f} s.
+* User / kernel CPU of the counting processes (medians): {cpu_split}.
   Kernel time is mostly the page cache copied into the read buffer (`cat` pays the same).
   On this VM its cost per byte has drifted by up to 2x between runs, at times in Spark's
   workers only (5.6 s against 12.0 s for 96 files in an earlier run, which then took the
