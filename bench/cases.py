@@ -140,7 +140,7 @@ def _descendants_cpu() -> dict[str, float]:
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 1:].split()
         table[int(entry)] = (int(fields[1]), comm, int(fields[11]) / tick, int(fields[12]) / tick)
-    cpu = {"jvm": 0.0, "workers": 0.0, "workers_user": 0.0, "workers_sys": 0.0}
+    cpu = {"jvm": 0.0, "workers_user": 0.0, "workers_sys": 0.0}
     parents = {os.getpid()}
     while parents:
         children = {pid for pid, (ppid, *_rest) in table.items() if ppid in parents}
@@ -149,10 +149,10 @@ def _descendants_cpu() -> dict[str, float]:
             if comm == "java":
                 cpu["jvm"] += user + system
             else:
-                cpu["workers"] += user + system
                 cpu["workers_user"] += user
                 cpu["workers_sys"] += system
         parents = children
+    cpu["workers"] = cpu["workers_user"] + cpu["workers_sys"]
     return cpu
 
 
@@ -283,7 +283,7 @@ def sequential(index: str) -> dict:
             "sys_cpu": after.ru_stime - before.ru_stime}
 
 
-_POOL: dict = {}  # per pool process: the configuration and selection, loaded once
+_POOL: dict = {}  # per counting process (a pool worker, or the sequential case's one)
 
 
 def _pool_init() -> None:
