@@ -360,6 +360,32 @@ def test_streamed_count_equals_the_local_count(config, sample, http_root, tmp_pa
     assert list(tmp.iterdir()) == []
 
 
+def test_a_download_that_fails_before_the_reader_looks_is_reported_as_itself(
+        config, http_root, tmp_path, monkeypatch):
+    """Whatever the order of the download thread and the reader, a 404 is reported as a 404:
+    here the download fails (and removes its file) before the reader has read anything."""
+    import threading
+
+    from halo_lrg.cuts import get_selection
+    from halo_lrg.streaming import GrowingDownload, stream_count
+
+    base, _root, handler = http_root
+    handler.faults = False
+
+    def start_and_finish(self):
+        threading.Thread.start(self)
+        self.join()
+
+    monkeypatch.setattr(GrowingDownload, "start", start_and_finish)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cfg = fast_retries(config, tmp_dir=str(tmp))
+    with pytest.raises(SourceError, match=r"sweep-000p000-005p005\.fits: HTTP 404 .*no such file"):
+        stream_count(f"{base}/sweep-000p000-005p005.fits", cfg,
+                     get_selection("seed", cfg.cuts), None)
+    assert list(tmp.iterdir()) == []
+
+
 @pytest.mark.parametrize("kind,message", [
     ("truncated", r"bad\.fits: truncated: the header needs"),  # never counted
     ("missing-column", r"bad\.fits: missing column FLUX_W1"),  # stops the download early

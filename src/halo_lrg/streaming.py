@@ -145,29 +145,40 @@ def stream_count(uri: str, config: Config, selection: Selection,
     started = time.perf_counter()
     workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.remote.tmp_dir or None)
     dest = os.path.join(workdir, os.path.basename(urlparse(uri).path) or "download")
-    open(dest, "wb").close()  # exists before the thread starts, so readers can open it
+    try:
+        with _translated(uri):
+            # The reader's descriptor exists before the download starts: a failed download
+            # removes its file, and a reader opening the name after that would report a
+            # missing temp file instead of the download's own error (a 404, say).
+            fd = os.open(dest, os.O_RDONLY | os.O_CREAT, 0o600)
+        try:
+            result = _count_while_downloading(uri, dest, fd, config, selection, footprint,
+                                              started)
+        finally:
+            os.close(fd)
+        return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _count_while_downloading(uri: str, dest: str, fd: int, config: Config,
+                             selection: Selection, footprint: Optional[Footprint],
+                             started: float) -> SweepCount:
     download = GrowingDownload(uri, dest, config)
     download.start()
     try:
         with _translated(uri):
-            fd = os.open(dest, os.O_RDONLY)
-            try:
-                chunks = _stream_chunks(uri, fd, download, count_columns(selection, footprint),
-                                        tuple(selection.optional_columns),
-                                        config.read.chunk_rows)
-                if chunks is None:  # not streamable: the whole file, then the usual reader
-                    download.join()
-                    download.wait_for(0)
-                    result = count_sweep_file(dest, selection, config.read.chunk_rows,
-                                              config.read.fast_path, footprint)
-                else:
-                    result = tally_chunks(uri, chunks, selection, footprint, started)
-                    download.join()  # complete and verified before the counts count
-                    download.wait_for(0)
-            finally:
-                os.close(fd)
-        return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
+            chunks = _stream_chunks(uri, fd, download, count_columns(selection, footprint),
+                                    tuple(selection.optional_columns), config.read.chunk_rows)
+            if chunks is None:  # not streamable: the whole file, then the usual reader
+                download.join()
+                download.wait_for(0)
+                return count_sweep_file(dest, selection, config.read.chunk_rows,
+                                        config.read.fast_path, footprint)
+            result = tally_chunks(uri, chunks, selection, footprint, started)
+            download.join()  # complete and verified before the counts count
+            download.wait_for(0)
+            return result
     finally:
         download.cancel()  # a no-op once it has finished; else don't fetch what won't be read
         download.join()
-        shutil.rmtree(workdir, ignore_errors=True)
