@@ -364,8 +364,6 @@ def test_a_download_that_fails_before_the_reader_looks_is_reported_as_itself(
         config, http_root, tmp_path, monkeypatch):
     """Whatever the order of the download thread and the reader, a 404 is reported as a 404:
     here the download fails (and removes its file) before the reader has read anything."""
-    import threading
-
     from halo_lrg.cuts import get_selection
     from halo_lrg.streaming import GrowingDownload, stream_count
 
