@@ -223,37 +223,34 @@ def spark_summary(rounds: list[dict], cores: int) -> dict:
         slots = spark["seconds"] * cores
         return (slots - sum(spark["task_seconds"])) / len(spark["task_seconds"]) * 1000
 
+    rows = [{"sum_per_file": r["sequential"]["sum_seconds"], "ideal": ideal(r),
+             "spark": r["spark"]["seconds"], "pool": r["pool"]["seconds"],
+             "spark_ratio": r["spark"]["seconds"] / ideal(r),
+             "pool_ratio": r["pool"]["seconds"] / ideal(r),
+             # Kernel CPU (mostly copying the file out of the page cache) shows the
+             # machine's state: it drifts between rounds, and at times in one case only.
+             "sys_sequential": r["sequential"]["sys_cpu"],
+             "sys_spark": r["spark"]["workers_sys_cpu"],
+             "sys_pool": r["pool"]["sys_cpu"],
+             "outside_ms": outside_ms(r)} for r in rounds]
     return {
-        "rounds": [{"sum_per_file": r["sequential"]["sum_seconds"], "ideal": ideal(r),
-                    "spark": r["spark"]["seconds"], "pool": r["pool"]["seconds"],
-                    "spark_ratio": r["spark"]["seconds"] / ideal(r),
-                    "pool_ratio": r["pool"]["seconds"] / ideal(r),
-                    # Kernel CPU (mostly copying the file out of the page cache) shows the
-                    # machine's state: it drifts between rounds, and at times in one case only.
-                    "sys_sequential": r["sequential"]["sys_cpu"],
-                    "sys_spark": r["spark"]["workers_sys_cpu"],
-                    "sys_pool": r["pool"]["sys_cpu"],
-                    "outside_ms": outside_ms(r)} for r in rounds],
-        "outside_ms": statistics.median(outside_ms(r) for r in rounds),
+        "rounds": rows,
+        "outside_ms": statistics.median(row["outside_ms"] for row in rows),
         "cpu_split": {
-            case: {kind: statistics.median(r[case][key] for r in rounds)
-                   for kind, key in (("user", user), ("sys", sys_))}
+            case: {"user": median(case, user), "sys": median(case, sys_)}
             for case, user, sys_ in (("sequential", "user_cpu", "sys_cpu"),
                                      ("spark", "workers_user_cpu", "workers_sys_cpu"),
                                      ("pool", "user_cpu", "sys_cpu"))},
-        "spark_ratio": statistics.median(r["spark"]["seconds"] / ideal(r) for r in rounds),
-        "pool_ratio": statistics.median(r["pool"]["seconds"] / ideal(r) for r in rounds),
+        "spark_ratio": statistics.median(row["spark_ratio"] for row in rows),
+        "pool_ratio": statistics.median(row["pool_ratio"] for row in rows),
         "warm_ratio": statistics.median(r["spark"]["warm_seconds"] / ideal(r) for r in rounds),
-        "ideal": statistics.median(ideal(r) for r in rounds),
+        "ideal": statistics.median(row["ideal"] for row in rows),
         **{key: median("spark", key) for key in ("seconds", "startup", "warm_seconds",
                                                  "jvm_cpu", "workers_cpu", "warm_jvm_cpu")},
         "pool_seconds": median("pool", "seconds"),
-        "per_file": statistics.median(statistics.mean(r["sequential"]["task_seconds"])
-                                      for r in rounds),
-        "per_file_in_spark": statistics.median(statistics.mean(r["spark"]["task_seconds"])
-                                               for r in rounds),
-        "per_file_in_pool": statistics.median(statistics.mean(r["pool"]["task_seconds"])
-                                              for r in rounds),
+        **{key: statistics.median(statistics.mean(r[case]["task_seconds"]) for r in rounds)
+           for key, case in (("per_file", "sequential"), ("per_file_in_spark", "spark"),
+                             ("per_file_in_pool", "pool"))},
     }
 
 
