@@ -55,8 +55,8 @@ def machine() -> str:
 
 def sweep(rows: int, seed: int = 11) -> Path:
     """A generated sweep of ``rows`` rows, reused across runs."""
-    from halo_lrg.sweepnames import SweepBox
-    from halo_lrg.synth import generate_sweep
+    from halo_lrg.survey.names import SweepBox
+    from halo_lrg.survey.synth import generate_sweep
 
     DATA.mkdir(parents=True, exist_ok=True)
     path = DATA / f"sweep-150p000-155p005-{rows}.fits"

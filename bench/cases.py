@@ -72,7 +72,7 @@ def fitsio_columns(path: str) -> dict:
 
 def fast_columns(path: str) -> dict:
     from halo_lrg.config import load_config
-    from halo_lrg.reader import iter_column_chunks
+    from halo_lrg.fits.reader import iter_column_chunks
 
     chunk_rows = load_config().read.chunk_rows
     started = time.perf_counter()
@@ -88,8 +88,8 @@ def _count(path: str, fast: bool, selection: str = "seed") -> dict:
     import fitsio  # noqa: F401
 
     from halo_lrg.config import load_config
-    from halo_lrg.count import count_sweep_file
-    from halo_lrg.cuts import get_selection
+    from halo_lrg.count.local import count_sweep_file
+    from halo_lrg.science.cuts import get_selection
 
     config = load_config()
     started = time.perf_counter()
@@ -113,7 +113,7 @@ def count_desi(path: str) -> dict:
 def remote_http(path: str, url: str) -> dict:
     """Fetch + count one sweep from a (throttled) HTTP server, as a task does."""
     from halo_lrg.config import load_config
-    from halo_lrg.pipeline import count_one_file
+    from halo_lrg.spark.job import count_one_file
 
     config = load_config()
     started = time.perf_counter()
@@ -169,10 +169,12 @@ def spark(index: str, cores: str) -> dict:
     from pathlib import Path
 
     from halo_lrg.config import load_config
-    from halo_lrg.pipeline import JobSpec, run_job
-    from halo_lrg.spark import get_spark
+    from halo_lrg.spark.run import JobSpec, run_job
+    from halo_lrg.spark.session import get_spark
 
-    config = load_config().replace(run={"master": f"local[{cores}]", "progress_interval": 0.5})
+    # The worker tuning is opt-in; this case measures the local product with it on.
+    config = load_config().replace(run={"master": f"local[{cores}]", "progress_interval": 0.5,
+                                        "tune_python_workers": True})
     started = time.perf_counter()
     session = get_spark(config.run)
     session.range(int(cores), numPartitions=int(cores)).mapInPandas(
@@ -204,9 +206,9 @@ def _stand_in_partition(batches, tuned: bool):
     no reading cost: what is left is Spark's own cost per task."""
     import numpy as np
 
-    from halo_lrg import workertune
-    from halo_lrg.count import SweepCount
-    from halo_lrg.pipeline import FileResult, _partials_frame
+    from halo_lrg.count.local import SweepCount
+    from halo_lrg.spark import tuning as workertune
+    from halo_lrg.spark.job import FileResult, _partials_frame
 
     if tuned:
         workertune.install()
@@ -222,36 +224,34 @@ def _stand_in_partition(batches, tuned: bool):
 def spark_tasks(_unused: str, cores: str, variant: str) -> dict:
     """Spark's own cost per task, with tasks that return a file's partials but read nothing.
 
-    ``plain``: PySpark as it comes, per-brick sums by ``groupBy`` in Spark; ``groupby``: the
-    worker and JVM tuning (``run.tune_python_workers``, ``run.local_java_options``) and the
-    job's SQL options, still summing in Spark; ``job``: as the job does it (partials
-    collected and merged on the driver)."""
+    ``plain``: PySpark as it comes, per-brick sums by ``groupBy`` in Spark (as
+    ``count_lrgs`` does); ``groupby``: the worker and JVM tuning (``run.tune_python_workers``,
+    ``run.local_java_options``), one shuffle partition and no AQE, still summing in Spark;
+    ``job``: as the CLI's run does it (partials collected and merged on the driver)."""
     import functools
 
     from pyspark.sql import functions as F
 
     from halo_lrg.config import load_config
-    from halo_lrg.pipeline import JOB_SQL_OPTIONS, PARTIAL_SCHEMA, _sql_conf, collect_partials
-    from halo_lrg.spark import get_spark
+    from halo_lrg.spark.job import PARTIAL_SCHEMA, collect_partials
+    from halo_lrg.spark.session import get_spark
 
     tuned = variant != "plain"
     run = {"master": f"local[{cores}]"}
     if not tuned:
-        run.update(tune_python_workers=False, local_java_options="")
+        run.update(local_java_options="")
     session = get_spark(load_config().replace(run=run).run)
+    if variant == "groupby":  # this benchmark's own session: the reduce as small as it gets
+        session.conf.set("spark.sql.shuffle.partitions", "1")
+        session.conf.set("spark.sql.adaptive.enabled", "false")
     tasks = 200
 
     def job():
         partials = session.range(tasks, numPartitions=tasks).mapInPandas(
             functools.partial(_stand_in_partition, tuned=tuned), PARTIAL_SCHEMA)
         if variant == "job":
-            with _sql_conf(session, JOB_SQL_OPTIONS):
-                return collect_partials(partials)
-        options = {} if variant == "plain" else {
-            **JOB_SQL_OPTIONS, "spark.sql.shuffle.partitions": "1",
-            "spark.sql.adaptive.enabled": "false"}
-        with _sql_conf(session, options):
-            return partials.groupBy("brickname").agg(F.sum("lrg_count")).toPandas()
+            return collect_partials(partials)
+        return partials.groupBy("brickname").agg(F.sum("lrg_count")).toPandas()
 
     job()  # the session's first job: JVM warm-up, workers started
     before = _descendants_cpu()
@@ -291,14 +291,14 @@ def _pool_init() -> None:
     import pandas  # noqa: F401
 
     from halo_lrg.config import load_config
-    from halo_lrg.cuts import get_selection
+    from halo_lrg.science.cuts import get_selection
 
     config = load_config()
     _POOL.update(chunk_rows=config.read.chunk_rows, selection=get_selection("seed", config.cuts))
 
 
 def _pool_count(path: str) -> float:
-    from halo_lrg.count import count_sweep_file
+    from halo_lrg.count.local import count_sweep_file
 
     started = time.perf_counter()
     count_sweep_file(path, _POOL["selection"], _POOL["chunk_rows"], True)

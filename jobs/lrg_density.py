@@ -8,8 +8,8 @@ same bytes under a .zip name on local and standalone masters, which import only 
         jobs/lrg_density.py --index s3://bucket/sweeps.txt --output s3://bucket/run1
 """
 
-from halo_lrg.cli import run_command
-from halo_lrg.spark import stop_session
+from halo_lrg.cli.run import run_command
+from halo_lrg.spark.session import stop_session
 
 if __name__ == "__main__":
     try:

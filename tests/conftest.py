@@ -34,7 +34,7 @@ def config():
 
 @pytest.fixture(scope="session")
 def spark(config):
-    from halo_lrg.spark import get_spark
+    from halo_lrg.spark.session import get_spark
 
     run = config.replace(run={"master": "local[2]", "driver_memory": "1g"}).run
     session = get_spark(run)
@@ -45,7 +45,7 @@ def spark(config):
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory) -> dict:
     """Three small generated DR10 sweeps stacked in Dec (bricks straddle their edges)."""
-    from halo_lrg.synth import generate_sample
+    from halo_lrg.survey.synth import generate_sample
 
     outdir = tmp_path_factory.mktemp("sample")
     summaries = generate_sample(outdir, files=3, rows=6000, seed=7)
@@ -56,7 +56,7 @@ def sample(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def defects(tmp_path_factory) -> dict:
     """One file of each defect kind the pipeline must survive, by kind."""
-    from halo_lrg.synth import write_defect
+    from halo_lrg.survey.synth import write_defect
 
     outdir = tmp_path_factory.mktemp("defects")
     kinds = {"not-fits": "sweep-000p000-005p005.fits",
@@ -73,6 +73,6 @@ def defects(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def built_wheel(tmp_path_factory) -> Path:
     """The package's wheel, built once per session into a temp dist/ (as `make wheel` does)."""
-    from halo_lrg.emr_launch import ensure_wheel
+    from halo_lrg.aws.launch import ensure_wheel
 
     return ensure_wheel(tmp_path_factory.mktemp("dist"), emit=lambda _line: None)

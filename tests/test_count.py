@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import halo_lrg
-from halo_lrg.count import count_sweep_file
-from halo_lrg.cuts import get_selection
-from halo_lrg.footprint import Footprint
-from halo_lrg.reader import MissingColumnsError, SweepError
+from halo_lrg.count.local import count_sweep_file
+from halo_lrg.fits.reader import MissingColumnsError, SweepError
+from halo_lrg.science.cuts import get_selection
+from halo_lrg.science.footprint import Footprint
 
 
 def expected_counts(path, selection, config, footprint=None) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def test_bad_files_raise_errors_naming_them(defects, config):
                           st.booleans()), min_size=1, max_size=200),
        st.integers(1, 50))
 def test_brick_tally_is_right_in_any_row_order_and_chunking(rows, chunk):
-    from halo_lrg.count import _BrickTally
+    from halo_lrg.count.local import _BrickTally
 
     names = np.array([n.encode() for n, _ in rows], dtype="S8")
     selected = np.array([s for _, s in rows])
@@ -107,8 +107,8 @@ def test_counting_a_file_needs_no_pandas(sample):
     # pandas 3 loads pyarrow (~80 MB): several times what counting a file takes.
     code = ("import sys\n"
             "from halo_lrg.config import load_config\n"
-            "from halo_lrg.count import count_sweep_file\n"
-            "from halo_lrg.cuts import get_selection\n"
+            "from halo_lrg.count.local import count_sweep_file\n"
+            "from halo_lrg.science.cuts import get_selection\n"
             "config = load_config()\n"
             f"result = count_sweep_file({str(sample['paths'][0])!r}, "
             "get_selection('desi-lrg', config.cuts), 1000)\n"

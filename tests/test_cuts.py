@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halo_lrg.config import load_config
-from halo_lrg.cuts import (
+from halo_lrg.science.cuts import (
     DESI_COLUMNS,
     SELECTION_NAMES,
     SelectionError,
@@ -227,7 +227,7 @@ def test_selections_declare_their_columns_and_refuse_unknown_names():
 
 
 def test_importing_cuts_does_not_import_pyspark_or_fitsio():
-    code = ("import sys, halo_lrg.cuts; "
+    code = ("import sys, halo_lrg.science.cuts; "
             "bad = [m for m in ('pyspark', 'py4j', 'fitsio', 'pandas') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

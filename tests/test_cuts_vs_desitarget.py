@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from halo_lrg.config import load_config
-from halo_lrg.cuts import dereddened_flux, get_selection
+from halo_lrg.science.cuts import dereddened_flux, get_selection
 
 desitarget_cuts = pytest.importorskip("desitarget.cuts")
 logging.getLogger("desitarget").setLevel(logging.ERROR)

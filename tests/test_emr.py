@@ -12,9 +12,7 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from halo_lrg import __version__
-from halo_lrg.cli import main
-from halo_lrg.config import load_config
-from halo_lrg.emr import (
+from halo_lrg.aws.emr import (
     INSTANCE_SHAPES,
     EmrConfigError,
     artifact_uris,
@@ -22,6 +20,8 @@ from halo_lrg.emr import (
     run_job_flow_request,
     spark_resources,
 )
+from halo_lrg.cli import main
+from halo_lrg.config import load_config
 
 BUCKET = "halo-emr-test"
 FLAGS = ["--region", "us-east-1", "--sweep-index-s3", f"s3://{BUCKET}/sweeps.txt",
@@ -38,7 +38,7 @@ def emr_settings(**changes):
 @pytest.fixture
 def aws(monkeypatch, built_wheel):
     """moto's AWS, a bucket, and `submit` using the session's wheel (no rebuild)."""
-    monkeypatch.setattr("halo_lrg.emr_launch.ensure_wheel", lambda **_kw: built_wheel)
+    monkeypatch.setattr("halo_lrg.aws.launch.ensure_wheel", lambda **_kw: built_wheel)
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
         yield
@@ -97,7 +97,7 @@ def test_executor_memory_fits_the_node(instance_type):
 
 
 def test_bootstrap_installs_the_pinned_packages_for_the_executors_python():
-    from halo_lrg.emr import bootstrap_script
+    from halo_lrg.aws.emr import bootstrap_script
 
     script = bootstrap_script(emr_settings())
     assert script.startswith("#!/bin/bash")
@@ -192,7 +192,7 @@ def test_fetch_by_cluster_or_prefix(aws, tmp_path):
 @pytest.mark.parametrize("outcome", ["COMPLETED", "FAILED"])
 def test_submit_wait_fetches_on_success_and_points_at_logs_on_failure(aws, monkeypatch,
                                                                      tmp_path, outcome):
-    import halo_lrg.emr_launch as launcher
+    import halo_lrg.aws.launch as launcher
 
     real_launch = launcher.launch
 
@@ -237,7 +237,7 @@ def test_wheel_is_pure_python_for_3_9_and_carries_its_data(built_wheel):
         tag = wheel.read(f"halo_lrg-{__version__}.dist-info/WHEEL").decode()
         assert "Requires-Python: >=3.9" in metadata
         assert "Tag: py3-none-any" in tag and "Root-Is-Purelib: true" in tag
-        assert "halo_lrg/data/dr10_sweep_columns.csv" in names
+        assert "halo_lrg/survey/data/dr10_sweep_columns.csv" in names
         defaults = wheel.read("halo_lrg/defaults.toml").decode()
         assert defaults.startswith("# halo-lrg default configuration")  # the file, not a link
         for name in names:

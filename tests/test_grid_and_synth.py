@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halo_lrg.bricks import UnknownBrickError, brick_table, brickid_at, brickname_at
 from halo_lrg.config import load_config
-from halo_lrg.cuts import get_selection
-from halo_lrg.sweepnames import SweepBox, parse_sweep_name, sweep_name
-from halo_lrg.synth import (
+from halo_lrg.science.bricks import UnknownBrickError, brick_table, brickid_at, brickname_at
+from halo_lrg.science.cuts import get_selection
+from halo_lrg.survey.names import SweepBox, parse_sweep_name, sweep_name
+from halo_lrg.survey.synth import (
     _placement,
     dr9_dtype,
     dr10_columns,

@@ -11,18 +11,15 @@ import pytest
 from chispa import assert_df_equality
 
 import halo_lrg
-from halo_lrg.count import SweepCount
-from halo_lrg.pipeline import (
-    JOB_SQL_OPTIONS,
+from halo_lrg.count.local import SweepCount
+from halo_lrg.spark.job import (
     PARTIAL_SCHEMA,
     FileResult,
-    JobSpec,
-    RunFailed,
     _partials_frame,
     files_frame,
-    partials_frame,
-    run_job,
+    lrg_partials,
 )
+from halo_lrg.spark.run import JobSpec, RunFailed, run_job
 
 pytestmark = pytest.mark.spark
 
@@ -168,24 +165,18 @@ def test_with_density_writes_the_density_table(spark, config, sample, tmp_path):
     assert not (out / "lrg_density.csv").exists()
 
 
-def test_the_job_leaves_the_sessions_sql_options_as_it_found_them(spark, config, sample,
-                                                                 tmp_path):
-    # A notebook's session is the user's: the job's own SQL options last only for the job.
-    assert JOB_SQL_OPTIONS  # the options the job does set
-    spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")
-    try:
-        run(spark, config, sample["index"], tmp_path / "out")
-        assert spark.conf.get("spark.sql.codegen.factoryMode") == "FALLBACK"
-    finally:
-        spark.conf.unset("spark.sql.codegen.factoryMode")
+def test_a_run_leaves_the_sessions_options_as_it_found_them(spark, config, sample, tmp_path):
+    # A notebook's session is the user's: a run sets no Spark option, not even for a while.
+    before = dict(spark.sparkContext.getConf().getAll())
+    sql_before = spark.sql("SET").toPandas().set_index("key")["value"].to_dict()
     run(spark, config, sample["index"], tmp_path / "out")
-    assert all(spark.conf.get(key, None) is None for key in JOB_SQL_OPTIONS)
+    assert dict(spark.sparkContext.getConf().getAll()) == before
+    assert spark.sql("SET").toPandas().set_index("key")["value"].to_dict() == sql_before
 
 
 def test_the_job_is_one_stage_without_a_shuffle(spark, config, sample):
     # Partials are per brick already: they are merged on the driver, not through an exchange.
-    partials = partials_frame(spark, [str(p) for p in sample["paths"]], config, None,
-                              spark.sparkContext.accumulator(0))
+    partials = lrg_partials(spark, [str(p) for p in sample["paths"]], config=config)
     plan = partials._jdf.queryExecution().executedPlan().toString()
     assert "MapInPandas" in plan and "Exchange" not in plan and "Aggregate" not in plan
 

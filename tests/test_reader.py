@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halo_lrg.reader import MissingColumnsError, SweepError, iter_column_chunks, open_sweep
+from halo_lrg.fits.reader import MissingColumnsError, SweepError, iter_column_chunks, open_sweep
 
 # Every kind of column a sweep has: int16/32/64, float32/64, uint8, bool, strings, a 5E array.
 MIXED = ["RELEASE", "BRICKID", "BRICKNAME", "REF_ID", "TYPE", "RA", "DEC", "DCHISQ",

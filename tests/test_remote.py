@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from halo_lrg.cli import main
 from halo_lrg.config import load_config
-from halo_lrg.pipeline import JobSpec, RunFailed, run_job
-from halo_lrg.retry import TransientError, with_retries
-from halo_lrg.sources import SourceError, local_copy
+from halo_lrg.io.fetch import SourceError, local_copy
+from halo_lrg.io.retry import TransientError, with_retries
+from halo_lrg.spark.run import JobSpec, RunFailed, run_job
 
 BUCKET = "halo-test"
 
@@ -198,7 +198,7 @@ def test_s3_errors_are_one_line_and_name_the_uri(config, s3, monkeypatch):
 
 
 def test_endpoint_resolution_follows_the_sdk_order(monkeypatch):
-    from halo_lrg.s3_source import endpoint_url
+    from halo_lrg.io.s3 import endpoint_url
 
     remote = load_config().remote
     assert endpoint_url(remote, env={}) is None
@@ -295,7 +295,7 @@ def test_footprint_drops_files_before_download_and_objects_outside(spark, config
     assert fetched == {f"/{sample['paths'][0].name}"}
     names = [line.split(",")[0] for line in
              (tmp_path / "out/lrg_counts_per_brick/part-00000.csv").read_text().split()[1:]]
-    from halo_lrg.bricks import brick_table
+    from halo_lrg.science.bricks import brick_table
 
     bricks = brick_table(names)
     assert (bricks["ra2"] > 150.5).all() and (bricks["ra1"] < 152).all()
@@ -303,8 +303,8 @@ def test_footprint_drops_files_before_download_and_objects_outside(spark, config
 
 
 def test_max_sweeps_caps_after_filtering_and_unparsed_names_warn():
-    from halo_lrg.footprint import Footprint
-    from halo_lrg.index import select_inputs
+    from halo_lrg.science.footprint import Footprint
+    from halo_lrg.survey.index import select_inputs
 
     text = "\n".join(["sweep-150p000-155p005.fits", "sweep-200p000-205p005.fits",
                       "sweep-150p005-155p010.fits", "custom.fits"])
@@ -343,9 +343,9 @@ def test_index_command_lists_only_existing_boxes_in_the_footprint(sample, http_r
 # --- counting while downloading ----------------------------------------------------------------
 
 def test_streamed_count_equals_the_local_count(config, sample, http_root, tmp_path):
-    from halo_lrg.count import count_sweep_file
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.streaming import stream_count
+    from halo_lrg.count.local import count_sweep_file
+    from halo_lrg.count.streaming import stream_count
+    from halo_lrg.science.cuts import get_selection
 
     base, root, _handler = http_root
     path = sample["paths"][1]
@@ -364,8 +364,8 @@ def test_a_download_that_fails_before_the_reader_looks_is_reported_as_itself(
         config, http_root, tmp_path, monkeypatch):
     """Whatever the order of the download thread and the reader, a 404 is reported as a 404:
     here the download fails (and removes its file) before the reader has read anything."""
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.streaming import GrowingDownload, stream_count
+    from halo_lrg.count.streaming import GrowingDownload, stream_count
+    from halo_lrg.science.cuts import get_selection
 
     base, _root, handler = http_root
     handler.faults = False
@@ -390,9 +390,9 @@ def test_a_download_that_fails_before_the_reader_looks_is_reported_as_itself(
 ])
 def test_streaming_fails_cleanly_on_a_bad_file(config, sample, defects, http_root, tmp_path,
                                                kind, message):
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.reader import SweepError
-    from halo_lrg.streaming import stream_count
+    from halo_lrg.count.streaming import stream_count
+    from halo_lrg.fits.reader import SweepError
+    from halo_lrg.science.cuts import get_selection
 
     base, root, handler = http_root
     handler.faults = False
@@ -414,9 +414,9 @@ def test_tables_the_stream_parser_does_not_cover_fall_back_to_fitsio(config, htt
     import fitsio
     import numpy as np
 
-    from halo_lrg.count import count_sweep_file
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.streaming import stream_count
+    from halo_lrg.count.local import count_sweep_file
+    from halo_lrg.count.streaming import stream_count
+    from halo_lrg.science.cuts import get_selection
 
     base, root, handler = http_root
     handler.faults = False
@@ -437,9 +437,9 @@ def test_tables_the_stream_parser_does_not_cover_fall_back_to_fitsio(config, htt
 
 
 def test_s3_streamed_count_follows_out_of_order_parts(config, sample, s3, tmp_path):
-    from halo_lrg.count import count_sweep_file
-    from halo_lrg.cuts import get_selection
-    from halo_lrg.streaming import stream_count
+    from halo_lrg.count.local import count_sweep_file
+    from halo_lrg.count.streaming import stream_count
+    from halo_lrg.science.cuts import get_selection
 
     path = sample["paths"][2]
     s3.upload_file(str(path), BUCKET, "p.fits")

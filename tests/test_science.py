@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from halo_lrg.bricks import UnknownBrickError, brick_table, bricks_in_box
 from halo_lrg.cli import main
-from halo_lrg.density import TableError, density_table, read_counts_csv, read_qa_table
-from halo_lrg.plot import MissingExtraError, plot_density_map
-from halo_lrg.regions import format_regions_table, rank_regions
+from halo_lrg.science.bricks import UnknownBrickError, brick_table, bricks_in_box
+from halo_lrg.science.density import TableError, density_table, read_counts_csv, read_qa_table
+from halo_lrg.science.plot import MissingExtraError, plot_density_map
+from halo_lrg.science.regions import format_regions_table, rank_regions
 
 
 def counts_in_box(ra_min, ra_max, dec_min, dec_max, per_brick):

@@ -46,7 +46,7 @@ def spark_submit(venv: Path, wheel_zip: Path, *args: str) -> subprocess.Complete
 
 def test_wheel_runs_the_job_on_a_local_cluster_like_the_local_run(
         bare_venv, built_wheel, spark, config, sample, defects, tmp_path):
-    from halo_lrg.pipeline import JobSpec, run_job
+    from halo_lrg.spark.run import JobSpec, run_job
 
     wheel_zip = tmp_path / built_wheel.name.replace(".whl", ".zip")
     shutil.copyfile(built_wheel, wheel_zip)

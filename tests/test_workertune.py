@@ -13,7 +13,7 @@ import zipimport
 import pandas as pd
 import pytest
 
-from halo_lrg import workertune
+from halo_lrg.spark import tuning as workertune
 
 needs_zip_fix = pytest.mark.skipif(not workertune.zip_invalidation_is_eager(),
                                    reason="this interpreter invalidates zip caches lazily")
@@ -139,10 +139,11 @@ def test_a_real_pyspark_worker_gets_every_fix(spark, config):
     """Guards the pieces that lean on PySpark's internals (the daemon's ``sock``)."""
 
     def report_tuning(batches):  # defined here: a test module is not importable in workers
-        from halo_lrg.pipeline import _count_partition
+        from halo_lrg.spark.job import _count_partition
 
-        # The pipeline's own partition function installs the tuning; run it on no files.
-        list(_count_partition(iter(()), [], config, None, None))
+        # The job's own partition function installs the tuning when asked; run it on no files.
+        list(_count_partition(iter(()), [], config, None, None, tune_workers=True,
+                              raise_failures=False))
         tuning = workertune.install()
         for _ in batches:
             pass

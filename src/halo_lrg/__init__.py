@@ -1,7 +1,8 @@
 """halo-lrg: count luminous red galaxies per Legacy Surveys brick across DR10 SWEEP files.
 
-``halo_lrg.count_sweep`` counts one file without Spark; ``halo_lrg.cuts`` holds the selections
-(pure numpy). The Spark job lives in ``halo_lrg.pipeline`` and is imported only when used.
+``halo_lrg.count_sweep`` counts one file without Spark; ``halo_lrg.cuts`` holds the
+selections (pure numpy); ``halo_lrg.spark.count_lrgs`` is the Spark API over a caller's
+session. ``docs/architecture.md`` maps the subpackages.
 """
 
 from __future__ import annotations

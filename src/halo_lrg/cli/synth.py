@@ -7,10 +7,11 @@ from typing import Optional
 
 import click
 
-from halo_lrg.synth import DEFECT_KINDS
+from halo_lrg.cli.options import CONTEXT_SETTINGS, get_config, override
+from halo_lrg.survey.synth import DEFECT_KINDS
 
 
-@click.command("synth", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("synth", context_settings=CONTEXT_SETTINGS)
 @click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--files", type=click.IntRange(min=1), default=None,
               help="Number of sweep files (5°x5° boxes stacked in Dec) [config synth.files].")
@@ -36,8 +37,7 @@ def synth_command(ctx: click.Context, outdir: Path, files: Optional[int], rows: 
       halo-lrg synth sample/ --files 4 --rows 50000
       halo-lrg run --index sample/index.txt --output out/
     """
-    from halo_lrg.cli import get_config, override
-    from halo_lrg.synth import generate_sample, write_defect
+    from halo_lrg.survey.synth import generate_sample, write_defect
 
     cfg = override(get_config(ctx), synth={"files": files, "rows": rows, "seed": seed,
                                            "ra_start": ra_start, "dec_start": dec_start}).synth

@@ -8,7 +8,7 @@ from typing import Optional, Union
 import numpy as np
 import pandas as pd
 
-from halo_lrg.bricks import brick_table
+from halo_lrg.science.bricks import brick_table
 
 DENSITY_COLUMNS = ["brickname", "ra", "dec", "area_deg2", "lrg_count", "lrg_density"]
 

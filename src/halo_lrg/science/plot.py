@@ -38,7 +38,7 @@ def plot_density_map(density: pd.DataFrame, output: Union[str, Path],
                      figsize: tuple[float, float] = (10.0, 6.0)) -> Path:
     """Draw each brick as its RA/Dec rectangle coloured by LRG density; RA increases to the
     left, as on the sky. Optionally a histogram of brick densities to a second file."""
-    from halo_lrg.bricks import brick_table
+    from halo_lrg.science.bricks import brick_table
 
     plt = _pyplot()
     from matplotlib.collections import PatchCollection

@@ -3,7 +3,7 @@ temp file and the reader follows it, one row chunk behind, so network and CPU ov
 HTTP(S) it is one stream; on S3, concurrent ranged GETs written at their offsets, the reader
 following the contiguous prefix.
 
-The FITS headers are parsed from the first bytes (halo_lrg.fitsformat), so no complete file
+The FITS headers are parsed from the first bytes (halo_lrg.fits.layout), so no complete file
 is needed to start. Nothing is returned until the whole download is verified (its length
 against Content-Length and the header's declared size): a truncated download is never counted,
 and a retry that starts the file over only makes the reader wait, since the same bytes come
@@ -26,12 +26,18 @@ from urllib.parse import urlparse
 import numpy as np
 
 from halo_lrg.config import Config
-from halo_lrg.count import BRICKNAME, SweepCount, count_columns, count_sweep_file, tally_chunks
-from halo_lrg.cuts import Selection
-from halo_lrg.fitsformat import BLOCK, parse_cards, table_layout
-from halo_lrg.footprint import Footprint
-from halo_lrg.reader import MissingColumnsError, SweepError, _decode
-from halo_lrg.sources import TEMP_PREFIX, _translated
+from halo_lrg.count.local import (
+    BRICKNAME,
+    SweepCount,
+    count_columns,
+    count_sweep_file,
+    tally_chunks,
+)
+from halo_lrg.fits.layout import BLOCK, parse_cards, table_layout
+from halo_lrg.fits.reader import MissingColumnsError, SweepError, _decode
+from halo_lrg.io.fetch import TEMP_PREFIX, _translated
+from halo_lrg.science.cuts import Selection
+from halo_lrg.science.footprint import Footprint
 
 
 class DownloadCancelled(Exception):
@@ -54,8 +60,9 @@ class GrowingDownload(threading.Thread):
         self.cancelled = True
 
     def run(self) -> None:
-        from halo_lrg import http_source, s3_source
-        from halo_lrg.sources import is_s3
+        from halo_lrg.io import http as http_source
+        from halo_lrg.io import s3 as s3_source
+        from halo_lrg.io.uri import is_s3
 
         try:
             if is_s3(self.url):

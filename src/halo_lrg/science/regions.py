@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from halo_lrg.density import DENSITY_COLUMNS
+from halo_lrg.science.density import DENSITY_COLUMNS
 
 REGION_COLUMNS = ["cell_ra_min", "cell_ra_max", "cell_dec_min", "cell_dec_max", "ra", "dec",
                   "n_bricks", "area_deg2", "lrg_count", "lrg_density"]

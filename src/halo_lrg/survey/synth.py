@@ -27,9 +27,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from halo_lrg.bricks import brick_table, brickid_at, bricks_overlapping
-from halo_lrg.fitsformat import numpy_format
-from halo_lrg.sweepnames import SweepBox, sweep_name
+from halo_lrg.fits.layout import numpy_format
+from halo_lrg.science.bricks import brick_table, brickid_at, bricks_overlapping
+from halo_lrg.survey.names import SweepBox, sweep_name
 
 COLUMNS_CSV = "data/dr10_sweep_columns.csv"  # package data: read via importlib.resources
 ROW_BYTES = 505
@@ -54,7 +54,7 @@ TYPES = np.array(["PSF", "REX", "DEV", "EXP", "SER"])
 @functools.lru_cache(maxsize=1)
 def dr10_columns() -> list[tuple[str, str, int]]:
     """(name, TFORM, byte offset) of the 130 DR10 columns, in order."""
-    text = resources.files("halo_lrg").joinpath(COLUMNS_CSV).read_text(encoding="ascii")
+    text = resources.files("halo_lrg.survey").joinpath(COLUMNS_CSV).read_text(encoding="ascii")
     rows = [line for line in text.splitlines() if not line.startswith("#")]
     return [(r["name"], r["tform"], int(r["offset"])) for r in csv.DictReader(rows)]
 

@@ -15,12 +15,18 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Optional
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from halo_lrg.config import Config
-from halo_lrg.retry import TransientError
+from halo_lrg.io.retry import TransientError
+from halo_lrg.io.uri import (
+    REMOTE_SCHEMES,
+    is_s3,
+    local_path,
+    scheme_of,
+    split_s3_uri,
+)
 
-REMOTE_SCHEMES = ("s3", "s3a", "s3n", "http", "https")
 TEMP_PREFIX = "halo-lrg-"
 
 
@@ -34,27 +40,6 @@ class SourceError(Exception):
         self.transient = transient
 
 
-def scheme_of(uri: str) -> str:
-    """``'file'`` for local paths and file:// URIs, else the URI's scheme."""
-    parsed = urlparse(uri)
-    if len(parsed.scheme) <= 1:  # '' or a Windows drive letter
-        return "file"
-    return parsed.scheme.lower()
-
-
-def is_s3(uri: str) -> bool:
-    return scheme_of(uri) in ("s3", "s3a", "s3n")
-
-
-def local_path(uri: str) -> str:
-    """The filesystem path of a local path or ``file://`` URI."""
-    if scheme_of(uri) != "file":
-        raise ValueError(f"{uri}: not a local path")
-    if uri.startswith("file:"):
-        return unquote(urlparse(uri).path)
-    return os.path.expanduser(uri)
-
-
 def check_uri(uri: str) -> None:
     """Refuse a URI no source can read, before any work starts."""
     scheme = scheme_of(uri)
@@ -62,8 +47,6 @@ def check_uri(uri: str) -> None:
         raise SourceError(uri, f"unsupported URI scheme {scheme!r} "
                                "(use a path, file://, s3:// or http(s)://)")
     if is_s3(uri):
-        from halo_lrg.s3_source import split_s3_uri
-
         try:
             split_s3_uri(uri)
         except ValueError as exc:
@@ -73,8 +56,8 @@ def check_uri(uri: str) -> None:
 @contextmanager
 def _translated(uri: str) -> Iterator[None]:
     """Turn every fetch failure into a SourceError naming the URI."""
-    from halo_lrg.http_source import PermanentHTTPError
-    from halo_lrg.s3_source import S3Error
+    from halo_lrg.io.http import PermanentHTTPError
+    from halo_lrg.io.s3 import S3Error
 
     try:
         yield
@@ -87,7 +70,8 @@ def _translated(uri: str) -> Iterator[None]:
 
 
 def _download(uri: str, dest: str, config: Config) -> None:
-    from halo_lrg import http_source, s3_source
+    from halo_lrg.io import http as http_source
+    from halo_lrg.io import s3 as s3_source
 
     with _translated(uri):
         if is_s3(uri):
@@ -127,7 +111,8 @@ def read_bytes(uri: str, config: Config) -> bytes:
             raise SourceError(uri, "no such file") from None
         except OSError as exc:
             raise SourceError(uri, f"cannot read ({exc.strerror or exc})") from None
-    from halo_lrg import http_source, s3_source
+    from halo_lrg.io import http as http_source
+    from halo_lrg.io import s3 as s3_source
 
     with _translated(uri):
         if is_s3(uri):
@@ -148,7 +133,7 @@ def write_bytes(uri: str, data: bytes, config: Config) -> None:
     """Write a small file (an index) to a local path or S3."""
     check_uri(uri)
     if is_s3(uri):
-        from halo_lrg import s3_source
+        from halo_lrg.io import s3 as s3_source
 
         with _translated(uri):
             s3_source.put_bytes(uri, data, config.remote)
@@ -166,7 +151,8 @@ def file_size(uri: str, config: Config) -> Optional[int]:
     try:
         if scheme_of(uri) == "file":
             return os.path.getsize(local_path(uri))
-        from halo_lrg import http_source, s3_source
+        from halo_lrg.io import http as http_source
+        from halo_lrg.io import s3 as s3_source
 
         if is_s3(uri):
             return int(s3_source.head(uri, config.remote)["ContentLength"])
@@ -189,7 +175,7 @@ def with_resolved_endpoint(config: Config) -> Config:
     """The config with the S3 endpoint made explicit, for tasks in other processes whose
     environment may differ from the driver's (AWS_ENDPOINT_URL[_S3] honoured as the SDKs
     do)."""
-    from halo_lrg.s3_source import endpoint_url
+    from halo_lrg.io.s3 import endpoint_url
 
     endpoint = endpoint_url(config.remote)
     if endpoint and endpoint != config.remote.s3_endpoint_url:

@@ -23,8 +23,14 @@ each removed here from inside the worker (the JVM side is not ours to change):
 
 With all three, and the JVM's C1-only JIT in local mode (``run.local_java_options``), a
 no-op task costs ~18 ms of a task slot instead of ~105 (``make bench``, 2 cores). Everything
-here is idempotent, runs only inside worker processes (the first task installs it for that
-worker's life), and is switched off with ``run.tune_python_workers = false``.
+here is idempotent and runs only inside worker processes (the first task installs it for
+that worker's life).
+
+It patches interpreter internals (``zipimport``) and relies on PySpark 3.5's worker layout
+(the daemon's ``sock``), so it is **opt-in** (``run.tune_python_workers = true``) and applies
+only where it was verified: local masters (where task slots are short and the saving is
+large), PySpark 3.5. On a cluster a task reads a sweep for tens of seconds and the saving is a
+fraction of a percent: :func:`decide` declines there and says why.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Optional
 
+#: PySpark (major, minor) versions whose worker layout this was verified against.
+VERIFIED_PYSPARK = ((3, 5),)
+
 #: Interpreters whose zipimporter re-reads its directory eagerly on invalidation.
 EAGER_ZIP_INVALIDATION = ((3, 10), (3, 11))
 _MARK = "_halo_lrg_lazy_invalidation"
@@ -56,6 +65,39 @@ class Tuning:
 
 
 _installed: Optional[Tuning] = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a run applies the tuning, and why (for the log and the manifest)."""
+
+    requested: bool
+    apply: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requested": self.requested, "applied": self.apply, "reason": self.reason}
+
+
+def decide(requested: bool, master: str, pyspark_version: Optional[str] = None) -> Decision:
+    """Apply the tuning only when asked, on a local master, with a verified PySpark."""
+    if not requested:
+        return Decision(False, False, "not requested (run.tune_python_workers = false)")
+    if not master.startswith("local"):
+        return Decision(True, False, f"not applied: master {master} is not local (verified "
+                                     "on local masters only, where tasks are short)")
+    if pyspark_version is None:
+        import pyspark
+
+        pyspark_version = pyspark.__version__
+    try:
+        major_minor = tuple(int(p) for p in pyspark_version.split(".")[:2])
+    except ValueError:
+        major_minor = ()
+    if major_minor not in VERIFIED_PYSPARK:
+        return Decision(True, False, f"not applied: PySpark {pyspark_version} is not a "
+                                     "verified version (3.5)")
+    return Decision(True, True, f"applied (master {master}, PySpark {pyspark_version})")
 
 
 def install(preload: Iterable[str] = ()) -> Tuning:

@@ -11,8 +11,8 @@ from typing import Optional
 from urllib.parse import urljoin
 
 from halo_lrg.config import IndexConfig
-from halo_lrg.footprint import Footprint
-from halo_lrg.sweepnames import parse_sweep_name
+from halo_lrg.science.footprint import Footprint
+from halo_lrg.survey.names import parse_sweep_name
 
 _HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 RELEASES = {("dr10", "south"): "dr10_south_url", ("dr9", "south"): "dr9_south_url",

@@ -1,66 +1,48 @@
-"""The Spark job: sweep URIs → one task per file (``mapInPandas``) → per-brick sum → CSV.
+"""A run: index → the Spark job → CSV + manifest, with progress and fail-fast.
 
-Driver                                   Executors (one file per task)
+Driver                                   Executors (one file per task, halo_lrg.spark.job)
 -------------------------------------    ------------------------------------------------
 read index, drop duplicates, footprint
 order largest first; file indices in
-the JVM, one per partition (range)    →  fetch → fitsio chunks → cuts → per-brick partials
+the JVM, one per partition (range)    →  fetch → read chunks → cuts → per-brick partials
                                           plus one status row per file; never raises
 report progress from an accumulator   ←  progress accumulator (uri, status, rows, lrg, s)
 collect the partials (Arrow, one
-stage) → groupby(brickname).sum →
+stage) → merge per brick on the driver →
 CSV + manifest through OutputLocation
 
 Each task's partials are already one row per brick of its file (~400 for a DR10 sweep), so
 the sum across files is a small merge of what the driver receives anyway: it happens there,
-not in a Spark shuffle (see ``collect_partials``).
+not in a Spark shuffle (see :func:`halo_lrg.spark.job.collect_partials`); the public
+:func:`halo_lrg.spark.job.count_lrgs` does the same sum with ``groupBy``.
 
-Tasks never raise for a bad file: the failure becomes a status row (and the counts of a file
-appear only once the whole file has been read, so a count never includes part of a file).
 With ``on_error=fail`` the driver cancels the job as soon as one file fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
+import logging
 import threading
 import time
 import uuid
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import numpy as np
 import pandas as pd
 
-from halo_lrg import __version__, workertune
+from halo_lrg import __version__
 from halo_lrg.config import Config
-from halo_lrg.count import SweepCount, count_sweep_file
-from halo_lrg.cuts import get_selection
-from halo_lrg.footprint import Footprint
-from halo_lrg.index import IndexSelection, order_largest_first, select_inputs
-from halo_lrg.output import DENSITY_FILE, OutputError, counts_csv_bytes, output_location
-from halo_lrg.reader import SweepError
-from halo_lrg.sources import (
-    REMOTE_SCHEMES,
-    SourceError,
-    file_sizes,
-    local_copy,
-    read_text,
-    scheme_of,
-    with_resolved_endpoint,
-)
+from halo_lrg.io.fetch import SourceError, file_sizes, read_text, with_resolved_endpoint
+from halo_lrg.io.output import DENSITY_FILE, OutputError, counts_csv_bytes, output_location
+from halo_lrg.science.cuts import get_selection
+from halo_lrg.science.footprint import Footprint
+from halo_lrg.spark import tuning
+from halo_lrg.spark.job import FileResult, collect_partials, lrg_partials
+from halo_lrg.survey.index import IndexSelection, order_largest_first, select_inputs
 
-#: What a task returns for its file: one row per brick (``brickname``, ``lrg_count``; the
-#: status fields null or 0), then one status row (``brickname`` null; ``uri`` and the rest set).
-PARTIAL_SCHEMA = (
-    "brickname string, lrg_count long, uri string, status string, rows long, objects long, "
-    "lrg long, seconds double, error string"
-)
-STATUS_FIELDS = ["uri", "status", "rows", "objects", "lrg", "seconds", "error"]
+log = logging.getLogger(__name__)
+
 ON_ERROR_CHOICES = ("fail", "skip")
 
 
@@ -87,31 +69,6 @@ class JobSpec:
 
 
 @dataclass
-class FileResult:
-    uri: str
-    status: str  # ok | failed | cancelled
-    rows: int = 0
-    objects: int = 0
-    lrg: int = 0
-    seconds: float = 0.0
-    error: Optional[str] = None
-    bytes: Optional[int] = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any], size: Optional[int]) -> FileResult:
-        """From a collected status row (numpy scalars, NaN for a missing error)."""
-        error = row.get("error")
-        return cls(str(row["uri"]), str(row["status"]), int(row["rows"]), int(row["objects"]),
-                   int(row["lrg"]), float(row["seconds"]),
-                   None if error is None or pd.isna(error) else str(error), size)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "status": self.status, "rows": self.rows,
-                "objects": self.objects, "lrg": self.lrg, "seconds": round(self.seconds, 3),
-                "bytes": self.bytes, "error": self.error}
-
-
-@dataclass
 class RunResult:
     files: list[FileResult]
     bricks: int
@@ -120,6 +77,7 @@ class RunResult:
     manifest_uri: str
     density_uri: Optional[str] = None
     inputs: IndexSelection = field(repr=False, default=None)  # type: ignore[assignment]
+    worker_tuning: Optional[tuning.Decision] = None
 
     @property
     def rows(self) -> int:
@@ -132,75 +90,6 @@ class RunResult:
     @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
-
-
-# --- executor side ----------------------------------------------------------------------------
-
-def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
-                   ) -> tuple[Optional[SweepCount], FileResult]:
-    """Count one file end to end (fetch, read, cut, count). Never raises: a failure is a
-    ``FileResult`` with status ``failed`` and an error naming the URI and the cause."""
-    started = time.perf_counter()
-    selection = get_selection(config.cuts.selection, config.cuts)
-    try:
-        if config.remote.stream_remote and scheme_of(uri) in REMOTE_SCHEMES:
-            from halo_lrg.streaming import stream_count
-
-            result = stream_count(uri, config, selection, footprint)
-        else:
-            with local_copy(uri, config) as path:
-                result = count_sweep_file(path, selection, config.read.chunk_rows,
-                                          config.read.fast_path, footprint)
-    except (SweepError, SourceError) as exc:
-        return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
-                                error=f"{uri}: {exc.cause}")
-    except Exception as exc:  # anything else is still this file's failure, named as such
-        return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
-                                error=f"{uri}: {type(exc).__name__}: {exc}")
-    return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
-                              time.perf_counter() - started)
-
-
-def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
-                    ) -> pd.DataFrame:
-    """The task's rows for one file: a row per brick, then the file's status row.
-
-    Built from preallocated numpy columns, not Python lists: every task pays for this frame
-    (~0.2 ms this way, ~1.4 ms from lists, for 400 bricks)."""
-    n = 0 if counts is None else counts.brickname.size
-
-    def column(dtype: Any, last: Any, bricks: Any = None) -> Any:
-        """n brick values (``bricks``, else null or 0), then the status row's ``last``."""
-        values = np.full(n + 1, None, object) if dtype is object else np.zeros(n + 1, dtype)
-        if bricks is not None:
-            values[:n] = bricks
-        values[n] = last
-        return values
-
-    return pd.DataFrame({
-        "brickname": column(object, None, None if counts is None else counts.brickname),
-        "lrg_count": column(np.int64, 0, None if counts is None else counts.lrg_count),
-        "uri": column(object, uri),
-        "status": column(object, status.status),
-        "rows": column(np.int64, status.rows),
-        "objects": column(np.int64, status.objects),
-        "lrg": column(np.int64, status.lrg),
-        "seconds": column(np.float64, status.seconds),
-        "error": column(object, status.error),
-    }, copy=False)
-
-
-def _count_partition(batches: Iterator[pd.DataFrame], uris: list[str], config: Config,
-                     footprint: Optional[Footprint], progress: Any) -> Iterator[pd.DataFrame]:
-    if config.run.tune_python_workers:
-        # Once per worker process, for its later tasks; preloaded modules get frozen too.
-        workertune.install(preload=("fitsio", "halo_lrg.streaming"))
-    for batch in batches:
-        for index in batch["id"]:
-            uri = uris[int(index)]
-            bricks, status = count_one_file(uri, config, footprint)
-            progress.add([status.to_dict()])
-            yield _partials_frame(uri, bricks, status)
 
 
 # --- driver side --------------------------------------------------------------------------------
@@ -264,81 +153,6 @@ def _short(uri: str) -> str:
     return uri.rsplit("/", 1)[-1] or uri
 
 
-def files_frame(spark: Any, count: int) -> Any:
-    """A DataFrame of file indices 0..count-1, exactly one per partition, in order.
-
-    ``spark.range(n, numPartitions=n)`` gives exactly one row per partition (``repartition``
-    does not) and stays in the JVM: building it from a Python RDD costs every task a Python
-    round trip (~0.1-0.3 s each, measured). Tasks look their URI up by index, so with the
-    inputs sorted largest first the longest tasks start first and the last wave is short.
-    """
-    return spark.range(count, numPartitions=max(1, count))
-
-
-def partials_frame(spark: Any, uris: list[str], config: Config,
-                   footprint: Optional[Footprint], progress: Any) -> Any:
-    """The job's DataFrame: one task per file, each returning its per-brick partials and a
-    status row (``PARTIAL_SCHEMA``)."""
-    return files_frame(spark, len(uris)).mapInPandas(
-        functools.partial(_count_partition, uris=list(uris), config=config,
-                          footprint=footprint, progress=progress),
-        schema=PARTIAL_SCHEMA,
-    )
-
-
-def collect_partials(partials: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Run the job (one stage, one task per file) and merge its partials on the driver:
-    per-file statuses, and LRG counts per brick summed across files, sorted by name.
-
-    Why not ``groupBy(brickname).sum()`` in Spark: a task's partials are already one row per
-    brick of its file, so a Spark aggregation only moves this small merge from the driver,
-    which receives its result anyway, into a reduce task. Its cost is paid in every map
-    task: a partial aggregation, a shuffle write and a larger plan to deserialize, ~12 ms of
-    JVM CPU a task against ~6 ms for this collect (tasks returning 400 rows, local[2];
-    ``make bench`` measures both).
-    What reaches the driver is the same size either way (a brick rarely spans two sweeps):
-    ~0.6M rows for all of DR10 south.
-    """
-    with warnings.catch_warnings():
-        # A job cancelled on the first bad file makes toPandas warn with a Java stack trace;
-        # the run reports that file in one line instead.
-        warnings.simplefilter("ignore", UserWarning)
-        merged = partials.toPandas()
-    is_status = merged["brickname"].isna()
-    statuses = merged.loc[is_status, STATUS_FIELDS].to_dict("records")
-    counts = (merged.loc[~is_status, ["brickname", "lrg_count"]]
-              .groupby("brickname", as_index=False, sort=True)["lrg_count"].sum())
-    counts["lrg_count"] = counts["lrg_count"].astype("int64")
-    return statuses, counts
-
-
-#: SQL options for the job only (the session's own are restored after it).
-JOB_SQL_OPTIONS = {
-    # Interpret the query's few expressions instead of generating Java for them: a task
-    # returns ~400 rows, and generating the source of its row projections again in every
-    # task cost more JVM CPU than interpreting them (JFR). Whole-stage code generation,
-    # which pays off only on millions of rows, goes with it.
-    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
-}
-
-
-@contextlib.contextmanager
-def _sql_conf(spark: Any, values: dict[str, str]) -> Iterator[None]:
-    """Set SQL options for one job, then restore the session's own (a notebook's session is
-    the user's)."""
-    saved = {key: spark.conf.get(key, None) for key in values}
-    for key, value in values.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
 def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
     """The files to read (after duplicates, footprint and cap), largest first, with sizes."""
     try:
@@ -366,6 +180,7 @@ def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, An
         "selection": {"name": selection.name, "description": selection.description,
                       "parameters": dict(selection.parameters)},
         "footprint": spec.footprint.to_dict() if spec.footprint else None,
+        "worker_tuning": result.worker_tuning.to_dict() if result.worker_tuning else None,
         "on_error": spec.config.run.on_error,
         "totals": {
             "files": len(result.files), "files_ok": len(ok),
@@ -415,7 +230,11 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
 
     sc = spark.sparkContext
     progress = sc.accumulator([], _progress_param())
-    partials = partials_frame(spark, inputs.uris, config, spec.footprint, progress)
+    tune = tuning.decide(config.run.tune_python_workers, sc.master)
+    if tune.requested:
+        log.info("Python worker tuning: %s", tune.reason)
+    partials = lrg_partials(spark, inputs.uris, footprint=spec.footprint, config=config,
+                            progress=progress, tune_workers=tune.apply)
 
     group = f"halo-lrg-{uuid.uuid4().hex[:12]}"
     sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
@@ -426,8 +245,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     counts = None
     crashed: Optional[BaseException] = None
     try:
-        with _sql_conf(spark, JOB_SQL_OPTIONS):
-            statuses, counts = collect_partials(partials)
+        statuses, counts = collect_partials(partials)
         failed = any(r["status"] != "ok" for r in statuses)
         if failed and config.run.on_error == "fail":
             counts = None
@@ -449,7 +267,8 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                                       error="not read: the run stopped first"))
     result = RunResult(results, bricks=0 if counts is None else len(counts),
                        seconds=time.perf_counter() - started, counts_uri=None,
-                       manifest_uri=output.manifest_uri, inputs=inputs)
+                       manifest_uri=output.manifest_uri, inputs=inputs,
+                       worker_tuning=tune)
 
     failures = result.failed
     if crashed is not None and not failures:
@@ -480,7 +299,7 @@ def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame
     output.replace_counts(counts_csv_bytes(counts))
     result.counts_uri = output.counts_uri
     if spec.with_density:
-        from halo_lrg.density import density_table
+        from halo_lrg.science.density import density_table
 
         table = density_table(counts)
         output.write_file(DENSITY_FILE, table.to_csv(index=False, float_format="%.10g",

@@ -6,10 +6,16 @@ from typing import Optional
 
 import click
 
-from halo_lrg.cli import footprint_options, get_config, make_footprint, override
+from halo_lrg.cli.options import (
+    CONTEXT_SETTINGS,
+    footprint_options,
+    get_config,
+    make_footprint,
+    override,
+)
 
 
-@click.command("index", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("index", context_settings=CONTEXT_SETTINGS)
 @footprint_options
 @click.option("--release", type=click.Choice(["dr10", "dr9"]), default="dr10", show_default=True)
 @click.option("--region", "survey_region", type=click.Choice(["south", "north"]),
@@ -39,8 +45,8 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
       halo-lrg run --index sweeps.txt --output out/ --ra-min 150 --ra-max 160 \\
                    --dec-min 0 --dec-max 5
     """
-    from halo_lrg.listing import index_lines, release_url, sweep_names_in_listing
-    from halo_lrg.sources import SourceError, read_text, write_bytes
+    from halo_lrg.io.fetch import SourceError, read_text, write_bytes
+    from halo_lrg.survey.listing import index_lines, release_url, sweep_names_in_listing
 
     config = override(get_config(ctx), remote={"region": aws_region})
     footprint = make_footprint(ra_min, ra_max, dec_min, dec_max)

@@ -8,20 +8,24 @@ from typing import Optional
 
 import click
 
-from halo_lrg.cli import footprint_options, get_config, make_footprint, override
-from halo_lrg.cuts import SELECTION_NAMES
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from halo_lrg.cli.options import (
+    CONTEXT_SETTINGS,
+    footprint_options,
+    get_config,
+    make_footprint,
+    override,
+)
+from halo_lrg.science.cuts import SELECTION_NAMES
 
 
 def _errors():
-    from halo_lrg.emr import EmrConfigError
-    from halo_lrg.emr_launch import LaunchError
+    from halo_lrg.aws.emr import EmrConfigError
+    from halo_lrg.aws.launch import LaunchError
 
     return (EmrConfigError, LaunchError)
 
 
-@click.command("submit", context_settings=CONTEXT)
+@click.command("submit", context_settings=CONTEXT_SETTINGS)
 @click.option("--region", default=None, help="AWS region [config emr.region].")
 @click.option("--sweep-index-s3", default=None, metavar="S3_URI",
               help="The sweep index on S3 (one sweep URI per line; s3:// or https://).")
@@ -76,8 +80,8 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
           --output-prefix s3://my-bucket/run1 --code-prefix s3://my-bucket/code \\
           --log-uri s3://my-bucket/logs --core-count 4 --wait
     """
-    from halo_lrg.emr import check_settings, job_args, run_job_flow_request
-    from halo_lrg.emr_launch import (
+    from halo_lrg.aws.emr import check_settings, job_args, run_job_flow_request
+    from halo_lrg.aws.launch import (
         WHEEL_NAME,
         aws_session,
         ensure_wheel,
@@ -99,7 +103,7 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         args = job_args(emr, selection, max_sweeps, footprint.to_dict() if footprint else None,
                         on_error)
         if dry_run:
-            from halo_lrg.emr import artifact_uris
+            from halo_lrg.aws.emr import artifact_uris
 
             request = run_job_flow_request(emr, artifact_uris(emr, WHEEL_NAME), args, debug)
             click.echo(json.dumps(request, indent=2))
@@ -129,7 +133,7 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         raise click.ClickException(str(exc)) from None
 
 
-@click.command("status", context_settings=CONTEXT)
+@click.command("status", context_settings=CONTEXT_SETTINGS)
 @click.argument("cluster_id")
 @click.option("--region", default=None, help="AWS region [config emr.region].")
 @click.option("--profile", default=None, help="AWS named profile for credentials.")
@@ -142,7 +146,7 @@ def status_command(ctx: click.Context, cluster_id: str, region: Optional[str],
     Example:
       halo-lrg status j-2AXXXXXXGAPLF
     """
-    from halo_lrg.emr_launch import aws_session, cluster_status
+    from halo_lrg.aws.launch import aws_session, cluster_status
 
     emr = override(get_config(ctx), emr={"region": region}).emr
     try:
@@ -158,7 +162,7 @@ def status_command(ctx: click.Context, cluster_id: str, region: Optional[str],
         click.echo(f"output: {status.output_prefix}")
 
 
-@click.command("fetch", context_settings=CONTEXT)
+@click.command("fetch", context_settings=CONTEXT_SETTINGS)
 @click.argument("target", nargs=-1, required=True)
 @click.option("--output-prefix", default=None, metavar="S3_URI",
               help="Fetch from this prefix instead of a cluster's step output.")
@@ -174,7 +178,7 @@ def fetch_command(ctx: click.Context, target: tuple[str, ...], output_prefix: Op
       halo-lrg fetch j-2AXXXXXXGAPLF results/
       halo-lrg fetch --output-prefix s3://my-bucket/run1 results/
     """
-    from halo_lrg.emr_launch import aws_session, cluster_status, fetch_result
+    from halo_lrg.aws.launch import aws_session, cluster_status, fetch_result
 
     expected = 1 if output_prefix else 2
     if len(target) != expected:

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from halo_lrg import __version__
 from halo_lrg.config import RemoteConfig
-from halo_lrg.retry import TransientError, with_retries
+from halo_lrg.io.retry import TransientError, with_retries
 
 USER_AGENT = f"halo-lrg/{__version__}"
 NETWORK_ERRORS = (ConnectionError, socket.timeout, TimeoutError, http.client.HTTPException)

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from halo_lrg import __version__
 from halo_lrg.config import EmrConfig
+from halo_lrg.io.uri import split_s3_uri
 
 PLACEHOLDER = "CHANGE_ME"
 
@@ -93,9 +94,11 @@ def check_settings(emr: EmrConfig) -> None:
                 f"HALO_LRG_EMR__{name.upper()}, or put it in a --config file")
     for name in ("code_prefix", "output_prefix", "log_uri", "sweep_index_s3"):
         value = getattr(emr, name)
-        bucket = value[5:].split("/", 1)[0] if value.startswith("s3://") else ""
-        if len(bucket) < 3:
-            raise EmrConfigError(f"emr.{name} must be an s3://bucket/... URI, got {value!r}")
+        try:
+            split_s3_uri(value)
+        except ValueError:
+            raise EmrConfigError(
+                f"emr.{name} must be an s3://bucket/... URI, got {value!r}") from None
     if not emr.release_label.startswith("emr-7."):
         raise EmrConfigError(f"release {emr.release_label!r}: halo-lrg needs EMR 7.x "
                              "(Spark 3.5, Python 3.11 for fitsio wheels)")

@@ -65,7 +65,7 @@ def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
         if run.local_java_options:
             builder = builder.config("spark.driver.extraJavaOptions", run.local_java_options)
         builder = builder.config("spark.ui.enabled", "false")
-    conf = {  # the job sets its own SQL options for its run (pipeline.JOB_SQL_OPTIONS)
+    conf = {
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -78,7 +78,8 @@ def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = chosen or "from spark-submit"
         raise SparkSetupError(f"Spark failed to start (master {where}): {first}") from None
-    spark.sparkContext.setLogLevel("ERROR")
+    # WARN, not ERROR: lost executors and killed workers must reach the log (a step's stderr).
+    spark.sparkContext.setLogLevel("WARN")
     return spark
 
 

@@ -7,10 +7,9 @@ from typing import Optional
 
 import click
 
-from halo_lrg.bricks import UnknownBrickError
-from halo_lrg.density import TableError
-
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from halo_lrg.cli.options import CONTEXT_SETTINGS, get_config, override
+from halo_lrg.science.bricks import UnknownBrickError
+from halo_lrg.science.density import TableError
 
 
 def _fail(exc: Exception, path: Optional[Path] = None) -> click.ClickException:
@@ -18,7 +17,7 @@ def _fail(exc: Exception, path: Optional[Path] = None) -> click.ClickException:
     return click.ClickException(f"{prefix}{exc}")
 
 
-@click.command("density", context_settings=CONTEXT)
+@click.command("density", context_settings=CONTEXT_SETTINGS)
 @click.argument("counts", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the density CSV.")
@@ -33,7 +32,7 @@ def density_command(counts: Path, output: Path, qa_path: Optional[Path]) -> None
     Example:
       halo-lrg density out/lrg_counts_per_brick/part-00000.csv --output density.csv
     """
-    from halo_lrg.density import density_table, read_counts_csv, read_qa_table
+    from halo_lrg.science.density import density_table, read_counts_csv, read_qa_table
 
     try:
         qa = read_qa_table(qa_path) if qa_path else None
@@ -48,7 +47,7 @@ def density_command(counts: Path, output: Path, qa_path: Optional[Path]) -> None
                f"{table['area_deg2'].sum():,.3f} deg² -> {output}")
 
 
-@click.command("regions", context_settings=CONTEXT)
+@click.command("regions", context_settings=CONTEXT_SETTINGS)
 @click.argument("density", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--cell-deg", type=float, default=None, help="Cell size in degrees [5].")
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Cells to list [10].")
@@ -68,8 +67,7 @@ def regions_command(ctx: click.Context, density: Path, cell_deg: Optional[float]
     """
     import pandas as pd
 
-    from halo_lrg.cli import get_config, override
-    from halo_lrg.regions import format_regions_table, rank_regions
+    from halo_lrg.science.regions import format_regions_table, rank_regions
 
     cfg = override(get_config(ctx), science={"cell_deg": cell_deg, "top": top,
                                              "min_area": min_area}).science
@@ -90,7 +88,7 @@ def regions_command(ctx: click.Context, density: Path, cell_deg: Optional[float]
         click.echo(f"-> {output}")
 
 
-@click.command("plot", context_settings=CONTEXT)
+@click.command("plot", context_settings=CONTEXT_SETTINGS)
 @click.argument("density", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="PNG (or PDF/SVG by extension) for the sky map.")
@@ -109,8 +107,7 @@ def plot_command(ctx: click.Context, density: Path, output: Path,
     """
     import pandas as pd
 
-    from halo_lrg.cli import get_config
-    from halo_lrg.plot import MissingExtraError, plot_density_map
+    from halo_lrg.science.plot import MissingExtraError, plot_density_map
 
     cfg = get_config(ctx).science
     try:

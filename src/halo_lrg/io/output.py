@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from halo_lrg.config import Config
-from halo_lrg.sources import local_path, scheme_of
+from halo_lrg.io.uri import S3_SCHEMES, local_path, scheme_of, split_s3_uri
 
 COUNTS_DIR = "lrg_counts_per_brick"
 COUNTS_FILE = "part-00000.csv"
@@ -105,15 +105,13 @@ class S3Output(OutputLocation):
     """``s3://bucket/prefix``: each file is one PUT, so it is whole or absent."""
 
     def __init__(self, uri: str, config: Config) -> None:
-        from halo_lrg.s3_source import split_s3_uri
-
         split_s3_uri(uri)  # a clear error for a malformed URI, before any work
         self.uri = uri.rstrip("/")
         self.config = config
 
     def _do(self, action: Callable[[], Any], uri: str) -> Any:
-        from halo_lrg.retry import TransientError
-        from halo_lrg.s3_source import S3Error
+        from halo_lrg.io.retry import TransientError
+        from halo_lrg.io.s3 import S3Error
 
         try:
             return action()
@@ -121,7 +119,7 @@ class S3Output(OutputLocation):
             raise OutputError(f"{uri}: {exc}") from None
 
     def replace_counts(self, csv: bytes) -> None:
-        from halo_lrg import s3_source
+        from halo_lrg.io import s3 as s3_source
 
         prefix = join_uri(self.uri, COUNTS_DIR) + "/"
         remote = self.config.remote
@@ -130,19 +128,19 @@ class S3Output(OutputLocation):
                  self.counts_uri)
 
     def remove_counts(self) -> None:
-        from halo_lrg import s3_source
+        from halo_lrg.io import s3 as s3_source
 
         prefix = join_uri(self.uri, COUNTS_DIR) + "/"
         self._do(lambda: s3_source.delete_prefix(prefix, self.config.remote), prefix)
 
     def write_file(self, name: str, data: bytes) -> None:
-        from halo_lrg import s3_source
+        from halo_lrg.io import s3 as s3_source
 
         uri = self.uri_of(name)
         self._do(lambda: s3_source.put_bytes(uri, data, self.config.remote), uri)
 
     def remove_file(self, name: str) -> None:
-        from halo_lrg import s3_source
+        from halo_lrg.io import s3 as s3_source
 
         uri = self.uri_of(name)
         self._do(lambda: s3_source.delete(uri, self.config.remote), uri)
@@ -157,7 +155,7 @@ def output_location(uri: str, config: Config) -> OutputLocation:
     scheme = scheme_of(uri)
     if scheme == "file":
         return OutputLocation(uri, config)
-    if scheme in ("s3", "s3a", "s3n"):
+    if scheme in S3_SCHEMES:
         try:
             return S3Output(uri, config)
         except ValueError as exc:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from halo_lrg.config import Config, load_config
-from halo_lrg.cuts import Selection, UnknownReleaseError, get_selection
-from halo_lrg.footprint import Footprint
-from halo_lrg.reader import SweepError, iter_column_chunks
+from halo_lrg.fits.reader import SweepError, iter_column_chunks
+from halo_lrg.science.cuts import Selection, UnknownReleaseError, get_selection
+from halo_lrg.science.footprint import Footprint
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,7 @@ def count_sweep_file(
 ) -> SweepCount:
     """Objects and LRGs per brick of one local sweep file, read in chunks of ``chunk_rows``.
 
-    Raises :class:`~halo_lrg.reader.SweepError` (naming the file) when the file cannot be
+    Raises :class:`~halo_lrg.fits.reader.SweepError` (naming the file) when the file cannot be
     used; nothing partial is ever returned.
     """
     path = str(path)

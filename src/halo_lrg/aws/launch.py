@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from halo_lrg import __version__
+from halo_lrg.aws.emr import artifact_uris, bootstrap_script
 from halo_lrg.config import EmrConfig
-from halo_lrg.emr import artifact_uris, bootstrap_script
-from halo_lrg.output import COUNTS_DIR, COUNTS_FILE, MANIFEST_FILE
+from halo_lrg.io.output import COUNTS_DIR, COUNTS_FILE, MANIFEST_FILE
+from halo_lrg.io.uri import split_s3_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 WHEEL_NAME = f"halo_lrg-{__version__}-py3-none-any.whl"
 STEP_DONE = {"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"}
 CLUSTER_DONE = {"TERMINATED", "TERMINATED_WITH_ERRORS"}
@@ -76,11 +77,6 @@ def ensure_wheel(dist: Optional[Path] = None, emit: Callable[[str], None] = prin
     return wheel
 
 
-def _split(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
 def upload_artifacts(session: Any, emr: EmrConfig, wheel: Path,
                      emit: Callable[[str], None] = print) -> dict[str, str]:
     """Wheel, job script, debug script and bootstrap to ``emr.code_prefix/<version>/``."""
@@ -91,7 +87,7 @@ def upload_artifacts(session: Any, emr: EmrConfig, wheel: Path,
               "debug": project_file("jobs/emr_debug.py").read_bytes(),
               "bootstrap": bootstrap_script(emr).encode()}
     for name, uri in uris.items():
-        bucket, key = _split(uri)
+        bucket, key = split_s3_uri(uri)
         _aws(f"uploading {uri}",
              lambda b=bucket, k=key, n=name: s3.put_object(Bucket=b, Key=k, Body=bodies[n]))
         emit(f"uploaded {uri}")
@@ -185,7 +181,7 @@ def fetch_result(session: Any, output_prefix: str, dest: Path) -> list[Path]:
               MANIFEST_FILE: dest / MANIFEST_FILE}
     fetched = []
     for relative, target in wanted.items():
-        bucket, key = _split(f"{base}/{relative}")
+        bucket, key = split_s3_uri(f"{base}/{relative}")
         target.parent.mkdir(parents=True, exist_ok=True)
         body = _aws(f"downloading {base}/{relative}",
                     lambda b=bucket, k=key: s3.get_object(Bucket=b, Key=k)["Body"].read())

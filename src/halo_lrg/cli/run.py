@@ -1,81 +1,19 @@
-"""The ``halo-lrg`` command line: thin wrappers over the package's modules."""
+"""``halo-lrg run``: count LRGs per brick in every sweep of an index, with Spark."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
-from halo_lrg import __version__
-from halo_lrg.config import Config, ConfigError, load_config
-from halo_lrg.cuts import SELECTION_NAMES
-
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def get_config(ctx: click.Context) -> Config:
-    """The configuration loaded by the top-level group (defaults + file + environment)."""
-    root = ctx.find_root()
-    if root.obj is None:
-        root.obj = {}
-    if "config" not in root.obj:
-        try:
-            root.obj["config"] = load_config(root.params.get("config_file"))
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-    return root.obj["config"]
-
-
-def override(config: Config, **sections: dict[str, Any]) -> Config:
-    try:
-        return config.replace(**sections)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@click.group(context_settings=CONTEXT_SETTINGS)
-@click.version_option(__version__, prog_name="halo-lrg")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              envvar="HALO_LRG_CONFIG", help="A TOML file overriding conf/halo-lrg.toml "
-              "(any subset of its keys). Also HALO_LRG_CONFIG.")
-@click.pass_context
-def main(ctx: click.Context, config_file: Optional[str]) -> None:
-    """Count luminous red galaxies (LRGs) per sky brick across Legacy Surveys SWEEP files.
-
-    \b
-    Quick start:
-      halo-lrg synth sample/ --files 2 --rows 20000        # generate DR10-schema sweeps
-      halo-lrg run --index sample/index.txt --output out/  # count LRGs per brick (Spark)
-      cat out/lrg_counts_per_brick/part-00000.csv
-
-    Settings come from conf/halo-lrg.toml, a --config file, HALO_LRG_<SECTION>__<KEY>
-    environment variables, then flags, each overriding the one before.
-    """
-    ctx.ensure_object(dict)
-
-
-def footprint_options(function: Any) -> Any:
-    """--ra-min/--ra-max/--dec-min/--dec-max, shared by every command that filters the sky."""
-    for name, help_text in reversed([
-        ("--ra-min", "Footprint: lowest RA in degrees (a footprint with ra-min > ra-max wraps "
-                     "through RA 0)."),
-        ("--ra-max", "Footprint: RA upper bound in degrees (exclusive)."),
-        ("--dec-min", "Footprint: lowest Dec in degrees."),
-        ("--dec-max", "Footprint: Dec upper bound in degrees (exclusive)."),
-    ]):
-        function = click.option(name, type=float, default=None, help=help_text)(function)
-    return function
-
-
-def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Optional[float],
-                   dec_max: Optional[float]) -> Any:
-    from halo_lrg.footprint import Footprint
-
-    try:
-        return Footprint.from_bounds(ra_min, ra_max, dec_min, dec_max)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="footprint") from None
+from halo_lrg.cli.options import (
+    CONTEXT_SETTINGS,
+    footprint_options,
+    get_config,
+    make_footprint,
+    override,
+)
+from halo_lrg.science.cuts import SELECTION_NAMES
 
 
 @click.command("run", context_settings=CONTEXT_SETTINGS)
@@ -128,8 +66,8 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
                                                 with an object, zero counts included)
       DIR/manifest.json                         version, selection, one entry per input
     """
-    from halo_lrg.pipeline import JobSpec, RunFailed, run_job, summary_lines
-    from halo_lrg.spark import SparkSetupError, get_spark
+    from halo_lrg.spark.run import JobSpec, RunFailed, run_job, summary_lines
+    from halo_lrg.spark.session import SparkSetupError, get_spark
 
     config = override(
         get_config(ctx),
@@ -155,25 +93,3 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
         raise click.ClickException(str(exc)) from None
     for line in summary_lines(result):
         click.echo(line)
-
-
-main.add_command(run_command)
-
-
-def _register_commands() -> None:
-    """Commands living in their own modules, so each stays small."""
-    from halo_lrg.emr_cli import fetch_command, status_command, submit_command
-    from halo_lrg.remote_cli import index_command
-    from halo_lrg.science_cli import density_command, plot_command, regions_command
-    from halo_lrg.synth_cli import synth_command
-
-    for command in (synth_command, index_command, density_command, regions_command,
-                    plot_command, submit_command, status_command, fetch_command):
-        main.add_command(command)
-
-
-_register_commands()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 from halo_lrg.config import RemoteConfig
-from halo_lrg.retry import TransientError, with_retries
+from halo_lrg.io.retry import TransientError, with_retries
+from halo_lrg.io.uri import split_s3_uri
 
 PERMANENT_CODES = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "AllAccessDisabled",
                    "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "404",
@@ -18,16 +18,6 @@ PERMANENT_CODES = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "AllAccessDisabl
 
 class S3Error(Exception):
     """A permanent S3 failure (missing key, no access, bad credentials)."""
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); a clear ValueError for anything else."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("s3", "s3a", "s3n") or not parsed.netloc:
-        raise ValueError(f"{uri}: not an S3 URI (expected s3://bucket/key)")
-    if len(parsed.netloc) < 3:
-        raise ValueError(f"{uri}: bucket names have at least 3 characters")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def endpoint_url(remote: RemoteConfig, env: Optional[dict] = None) -> Optional[str]:

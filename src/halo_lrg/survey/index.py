@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from halo_lrg.footprint import Footprint
+from halo_lrg.science.footprint import Footprint
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def select_inputs(
     selection = IndexSelection([], duplicates=duplicates)
     for uri in uris:
         if footprint is not None:
-            from halo_lrg.sweepnames import parse_sweep_name
+            from halo_lrg.survey.names import parse_sweep_name
 
             box = parse_sweep_name(uri)
             if box is None:

@@ -1,0 +1,41 @@
+"""One parser for every location halo-lrg reads or writes: local paths, ``file://``,
+``s3://`` (and ``s3a://``/``s3n://``), ``http(s)://``."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import unquote, urlparse
+
+REMOTE_SCHEMES = ("s3", "s3a", "s3n", "http", "https")
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
+def scheme_of(uri: str) -> str:
+    """``'file'`` for local paths and file:// URIs, else the URI's scheme."""
+    parsed = urlparse(uri)
+    if len(parsed.scheme) <= 1:  # '' or a Windows drive letter
+        return "file"
+    return parsed.scheme.lower()
+
+
+def is_s3(uri: str) -> bool:
+    return scheme_of(uri) in S3_SCHEMES
+
+
+def local_path(uri: str) -> str:
+    """The filesystem path of a local path or ``file://`` URI."""
+    if scheme_of(uri) != "file":
+        raise ValueError(f"{uri}: not a local path")
+    if uri.startswith("file:"):
+        return unquote(urlparse(uri).path)
+    return os.path.expanduser(uri)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); a clear ValueError for anything else."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in S3_SCHEMES or not parsed.netloc:
+        raise ValueError(f"{uri}: not an S3 URI (expected s3://bucket/key)")
+    if len(parsed.netloc) < 3:
+        raise ValueError(f"{uri}: bucket names have at least 3 characters")
+    return parsed.netloc, parsed.path.lstrip("/")
