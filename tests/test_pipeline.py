@@ -20,6 +20,8 @@ from halo_lrg.spark.job import (
     lrg_partials,
 )
 from halo_lrg.spark.run import JobSpec, RunFailed, run_job
+from halo_lrg.survey.names import SweepBox, sweep_name
+from halo_lrg.survey.synth import generate_sweep
 
 pytestmark = pytest.mark.spark
 
@@ -84,25 +86,32 @@ def test_manifest_records_every_input(spark, config, sample, tmp_path):
     assert totals["lrg"] == result.lrg and totals["bricks"] == result.bricks
 
 
-def test_one_file_per_task_largest_first(spark, config, sample, tmp_path):
+def test_one_file_per_task_largest_first(spark, config, tmp_path):
     frame = files_frame(spark, 7)
     assert frame.rdd.glom().map(lambda rows: [r.id for r in rows]).collect() == [
         [0], [1], [2], [3], [4], [5], [6]]  # one file per task, in order
+    # Files of different sizes, listed smallest first: the run reads the largest first.
+    rows = [300, 2400, 900, 4800]
+    paths = [generate_sweep(tmp_path / sweep_name(SweepBox(5.0 * k, 5.0 * k + 5, 0, 5)),
+                            SweepBox(5.0 * k, 5.0 * k + 5, 0, 5), n, seed=k).path
+             for k, n in enumerate(rows)]
+    index = write_index(tmp_path / "index.txt", paths)
     lines: list[str] = []
-    index = write_index(tmp_path / "index.txt", sample["paths"])
     result = run(spark, config, index, tmp_path / "out", lines)
-    sizes = [f.bytes for f in result.files]
-    assert sizes == sorted(sizes, reverse=True)
+    by_size = [p for _, p in sorted(zip(rows, paths), reverse=True)]
+    assert [f.uri for f in result.files] == by_size
+    assert [f.rows for f in result.files] == sorted(rows, reverse=True)
 
 
-def test_index_comments_blanks_and_duplicates(spark, config, sample, tmp_path):
+def test_index_comments_blanks_and_duplicates(spark, config, sample, tmp_path, caplog):
     p = sample["paths"]
     index = write_index(tmp_path / "index.txt",
                         ["# sweeps", "", p[0], f"  {p[1]}  ", p[0], f"file://{p[2]}"])
     lines: list[str] = []
     result = run(spark, config, index, tmp_path / "out", lines)
     assert len(result.files) == 3
-    assert f"warning: duplicate index entry dropped: {p[0]}" in lines
+    assert f"duplicate index entry dropped: {p[0]}" in [
+        r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(line.startswith("[3/3]") for line in lines)  # per-file progress
 
 

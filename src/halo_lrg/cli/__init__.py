@@ -13,7 +13,7 @@ import click
 
 from halo_lrg import __version__
 from halo_lrg.cli.emr import fetch_command, status_command, submit_command
-from halo_lrg.cli.options import CONTEXT_SETTINGS
+from halo_lrg.cli.options import CONTEXT_SETTINGS, show_library_messages
 from halo_lrg.cli.run import run_command
 from halo_lrg.cli.science import density_command, plot_command, regions_command
 from halo_lrg.cli.survey import index_command
@@ -27,8 +27,9 @@ __all__ = ["main"]
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               envvar="HALO_LRG_CONFIG", help="A TOML file overriding conf/halo-lrg.toml "
               "(any subset of its keys). Also HALO_LRG_CONFIG.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print the library's debug messages.")
 @click.pass_context
-def main(ctx: click.Context, config_file: Optional[str]) -> None:
+def main(ctx: click.Context, config_file: Optional[str], verbose: bool) -> None:
     """Count luminous red galaxies (LRGs) per sky brick across Legacy Surveys SWEEP files.
 
     \b
@@ -41,6 +42,7 @@ def main(ctx: click.Context, config_file: Optional[str]) -> None:
     environment variables, then flags, each overriding the one before.
     """
     ctx.ensure_object(dict)
+    show_library_messages(verbose)
 
 
 for _command in (run_command, synth_command, index_command, density_command, regions_command,

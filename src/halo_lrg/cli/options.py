@@ -4,6 +4,7 @@ each imports alone."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 import click
@@ -54,3 +55,24 @@ def make_footprint(ra_min: Optional[float], ra_max: Optional[float], dec_min: Op
         return Footprint.from_bounds(ra_min, ra_max, dec_min, dec_max)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="footprint") from None
+
+
+class _EchoHandler(logging.Handler):
+    """The library's log records as the CLI prints them: warnings and errors on stderr,
+    prefixed, the rest as plain lines on stdout."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            click.echo(f"{record.levelname.lower()}: {message}", err=True)
+        else:
+            click.echo(message)
+
+
+def show_library_messages(verbose: bool = False) -> None:
+    """Print what ``halo_lrg``'s loggers say (INFO and up; DEBUG with ``verbose``). Only the
+    CLI calls this: the library itself only logs."""
+    logger = logging.getLogger("halo_lrg")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -12,6 +12,7 @@ from halo_lrg.cli.options import (
     get_config,
     make_footprint,
     override,
+    show_library_messages,
 )
 from halo_lrg.science.cuts import SELECTION_NAMES
 
@@ -83,12 +84,10 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
-    def emit(line: str) -> None:
-        click.echo(line, err=line.startswith("warning"))
-
+    show_library_messages()  # also when spark-submit runs this command without the group
     try:
         spark = get_spark(config.run, master)
-        result = run_job(spark, spec, emit=emit)
+        result = run_job(spark, spec, emit=click.echo)
     except (RunFailed, SparkSetupError) as exc:
         raise click.ClickException(str(exc)) from None
     for line in summary_lines(result):

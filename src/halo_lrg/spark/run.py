@@ -202,6 +202,9 @@ def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, An
 def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> RunResult:
     """Run the whole job on ``spark`` and write the result under ``spec.output_uri``.
 
+    ``emit`` hears one progress line per finished file; everything else the run has to say
+    goes through ``logging`` (logger ``halo_lrg.spark.run``).
+
     Raises :class:`RunFailed` (one line) when the run cannot complete; with
     ``on_error=skip`` failed files are recorded in the manifest and the run completes.
     """
@@ -215,18 +218,19 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         raise RunFailed(str(exc)) from None
     inputs, sizes = plan_inputs(spec)
     for uri in inputs.duplicates:
-        emit(f"warning: duplicate index entry dropped: {uri}")
+        log.warning("duplicate index entry dropped: %s", uri)
     for uri in inputs.unparsed_names:
-        emit(f"warning: {uri}: not a standard sweep name; kept, filtered by coordinates")
+        log.warning("%s: not a standard sweep name; kept, filtered by coordinates", uri)
     if inputs.outside_footprint:
-        emit(f"{len(inputs.outside_footprint)} sweep(s) outside the footprint skipped")
+        log.info("%d sweep(s) outside the footprint skipped", len(inputs.outside_footprint))
     if inputs.capped:
-        emit(f"--max-sweeps {config.run.max_sweeps}: {len(inputs.capped)} sweep(s) left out")
+        log.info("--max-sweeps %d: %d sweep(s) left out", config.run.max_sweeps,
+                 len(inputs.capped))
     if not inputs.uris:
         raise RunFailed(f"{spec.index_uri}: no sweep files to read "
                         "(the index is empty or everything was filtered out)")
-    emit(f"counting LRGs ({config.cuts.selection}) in {len(inputs.uris)} file(s) "
-         f"on {spark.sparkContext.master}")
+    log.info("counting LRGs (%s) in %d file(s) on %s", config.cuts.selection, len(inputs.uris),
+             spark.sparkContext.master)
 
     sc = spark.sparkContext
     progress = sc.accumulator([], _progress_param())
