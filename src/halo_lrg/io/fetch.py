@@ -9,8 +9,6 @@ where bytes live. Errors are :class:`SourceError` naming the URI, never a temp p
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from halo_lrg.io.uri import (
     scheme_of,
     split_s3_uri,
 )
+from halo_lrg.io.workdir import task_workdir
 
 TEMP_PREFIX = "halo-lrg-"
 
@@ -90,14 +89,15 @@ def local_copy(uri: str, config: Config) -> Iterator[str]:
             raise SourceError(uri, "no such file")
         yield path
         return
-    workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.remote.tmp_dir or None)
-    try:
-        name = os.path.basename(urlparse(uri).path) or "download"
-        dest = os.path.join(workdir, name)
+    with task_workdir(config.remote.tmp_dir) as workdir:
+        dest = os.path.join(workdir, download_name(uri))
         _download(uri, dest, config)
         yield dest
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def download_name(uri: str) -> str:
+    """The file name a download is staged under (the URI's last path segment)."""
+    return os.path.basename(urlparse(uri).path) or "download"
 
 
 def read_bytes(uri: str, config: Config) -> bytes:
