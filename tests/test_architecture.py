@@ -25,7 +25,7 @@ ALLOWED = {
     "survey": {"config", "science", "fits"},
     "count": {"config", "science", "fits", "io"},
     "spark": {"root", "config", "science", "fits", "io", "survey", "count"},
-    "aws": {"root", "config", "io"},
+    "aws": {"root", "config", "io", "survey"},
     "cuts": {"science"},
     "root": {"count"},
     "cli": {"root", "config", "science", "fits", "io", "survey", "count", "spark", "aws"},
