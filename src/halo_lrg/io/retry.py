@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from typing import Callable, Optional, TypeVar
@@ -9,6 +10,8 @@ from typing import Callable, Optional, TypeVar
 from halo_lrg.config import RemoteConfig
 
 T = TypeVar("T")
+
+LOG = logging.getLogger("halo_lrg.io.retry")
 
 
 class TransientError(Exception):
@@ -32,7 +35,8 @@ def with_retries(call: Callable[[], T], remote: RemoteConfig, what: str,
     """``call()`` until it succeeds, raises something permanent, or attempts run out.
 
     Only :class:`TransientError` is retried; after the last attempt it is re-raised with the
-    attempt count in its message.
+    attempt count in its message. Each retry is logged (WARNING, logger ``halo_lrg.io.retry``)
+    with ``what``, the attempt that failed, the cause and the wait; ``on_retry`` hears it too.
     """
     attempt = 1
     while True:
@@ -44,6 +48,8 @@ def with_retries(call: Callable[[], T], remote: RemoteConfig, what: str,
             wait = backoff_seconds(attempt, remote)
             if exc.retry_after is not None:
                 wait = min(max(wait, exc.retry_after), remote.backoff_max_seconds)
+            LOG.warning("%s: attempt %d of %d failed (%s); retrying in %.2f s",
+                        what, attempt, remote.max_attempts, exc, wait)
             if on_retry is not None:
                 on_retry(f"{what}: {exc}; retry {attempt}/{remote.max_attempts - 1} "
                          f"in {wait:.1f} s")

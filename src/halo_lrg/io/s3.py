@@ -3,13 +3,16 @@ endpoint from config or the AWS environment, concurrent ranged GETs for download
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from typing import Any, Optional
+import re
+import threading
+from typing import Any, Callable, Optional
 
 from halo_lrg.config import RemoteConfig
 from halo_lrg.io.retry import TransientError, with_retries
-from halo_lrg.io.uri import split_s3_uri
+from halo_lrg.io.uri import S3URIError, split_s3_uri
 
 PERMANENT_CODES = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "AllAccessDisabled",
                    "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "404",
@@ -17,7 +20,18 @@ PERMANENT_CODES = {"NoSuchKey", "NoSuchBucket", "AccessDenied", "AllAccessDisabl
 
 
 class S3Error(Exception):
-    """A permanent S3 failure (missing key, no access, bad credentials)."""
+    """A permanent S3 failure (missing key, no access, bad credentials). Its message is the
+    cause; callers name the URI."""
+
+
+class ObjectChangedError(S3Error):
+    """The object was replaced while its parts were being fetched: what is on disk would mix
+    two versions, so nothing is kept. Not retried here: the caller decides to start over."""
+
+    def __init__(self, etag: str) -> None:
+        super().__init__(f"the object changed during download (ETag was {etag}); "
+                         "nothing was kept")
+        self.etag = etag
 
 
 def endpoint_url(remote: RemoteConfig, env: Optional[dict] = None) -> Optional[str]:
@@ -79,7 +93,7 @@ def _classify(exc: BaseException, uri: str) -> BaseException:
     return exc
 
 
-def _call(uri: str, remote: RemoteConfig, operation: Any) -> Any:
+def _call(uri: str, remote: RemoteConfig, operation: Any, what: str = "") -> Any:
     def attempt() -> Any:
         try:
             return operation()
@@ -89,31 +103,42 @@ def _call(uri: str, remote: RemoteConfig, operation: Any) -> Any:
                 raise
             raise mapped from None
 
-    return with_retries(attempt, remote, uri)
+    return with_retries(attempt, remote, what or uri)
+
+
+def _object(uri: str) -> tuple[str, str]:
+    """(bucket, key) of a URI naming one object; S3Error (never retried) if it names none."""
+    try:
+        return split_s3_uri(uri, require_key=True)
+    except S3URIError as exc:
+        raise S3Error(exc.cause) from None
+
+
+def _head(uri: str, remote: RemoteConfig, s3: Optional[Any] = None) -> dict:
+    bucket, key = _object(uri)
+    return _call(uri, remote, lambda: (s3 or client(remote)).head_object(Bucket=bucket, Key=key))
 
 
 def head(uri: str, remote: RemoteConfig) -> dict:
-    bucket, key = split_s3_uri(uri)
-    return _call(uri, remote, lambda: client(remote).head_object(Bucket=bucket, Key=key))
+    return _head(uri, remote)
 
 
-def download(uri: str, dest: str, remote: RemoteConfig) -> int:
-    """Download to ``dest`` with concurrent ranged GETs; verify size (and single-part ETag)."""
-    from boto3.s3.transfer import TransferConfig
+def download(uri: str, dest: str, remote: RemoteConfig, *, s3: Optional[Any] = None) -> int:
+    """Download to ``dest`` with concurrent ranged GETs pinned to the object's ETag (see
+    :func:`fetch_parts`); verify the size and, for a single-part upload, the MD5 ETag.
+    ``dest`` is removed on failure. ``s3`` replaces the cached client (tests)."""
 
-    bucket, key = split_s3_uri(uri)
-    meta = head(uri, remote)
-    expected = int(meta["ContentLength"])
-    transfer = TransferConfig(multipart_threshold=remote.s3_part_bytes,
-                              multipart_chunksize=remote.s3_part_bytes,
-                              max_concurrency=remote.s3_max_concurrency, use_threads=True)
+    class Final(Exception):  # a part already spent its retries: don't retry the whole
+        def __init__(self, error: BaseException) -> None:
+            super().__init__(str(error))
+            self.error = error
 
     def fetch() -> int:
-        client(remote).download_file(bucket, key, dest, Config=transfer)
-        size = os.path.getsize(dest)
-        if size != expected:
-            raise TransientError(f"short download: {size:,} of {expected:,} bytes")
-        etag = str(meta.get("ETag", "")).strip('"')
+        try:
+            size, etag = fetch_parts(uri, dest, remote, lambda _n: None, s3=s3)
+        except TransientError as exc:
+            raise Final(exc) from None
+        etag = etag.strip('"')
         if remote.verify_etag and etag and "-" not in etag:
             digest = hashlib.md5(usedforsecurity=False)
             with open(dest, "rb") as fh:
@@ -124,7 +149,10 @@ def download(uri: str, dest: str, remote: RemoteConfig) -> int:
         return size
 
     try:
-        return _call(uri, remote, fetch)
+        try:
+            return with_retries(fetch, remote, uri)
+        except Final as wrapped:
+            raise wrapped.error from None
     except BaseException:
         if os.path.exists(dest):
             os.remove(dest)
@@ -132,13 +160,13 @@ def download(uri: str, dest: str, remote: RemoteConfig) -> int:
 
 
 def read_bytes(uri: str, remote: RemoteConfig) -> bytes:
-    bucket, key = split_s3_uri(uri)
+    bucket, key = _object(uri)
     return _call(uri, remote,
                  lambda: client(remote).get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def put_bytes(uri: str, data: bytes, remote: RemoteConfig, content_type: str = "") -> None:
-    bucket, key = split_s3_uri(uri)
+    bucket, key = _object(uri)
     extra = {"ContentType": content_type} if content_type else {}
     _call(uri, remote, lambda: client(remote).put_object(Bucket=bucket, Key=key, Body=data,
                                                          **extra))
@@ -160,51 +188,156 @@ def delete_prefix(uri: str, remote: RemoteConfig) -> int:
 
 
 def delete(uri: str, remote: RemoteConfig) -> None:
-    bucket, key = split_s3_uri(uri)
+    bucket, key = _object(uri)
     _call(uri, remote, lambda: client(remote).delete_object(Bucket=bucket, Key=key))
+
+
+# --- ranged, concurrent, ETag-pinned downloads --------------------------------------------------
+
+Writer = Callable[[int, Any, int], int]  # os.pwrite's shape: (fd, data, offset) -> bytes written
+
+
+def pwrite_all(fd: int, data: Any, offset: int, write: Writer = os.pwrite) -> int:
+    """Write all of ``data`` at ``offset``: ``pwrite`` may write fewer bytes than given, so
+    write the rest until done. Returns ``len(data)``; OSError if a write makes no progress."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        n = write(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(errno.EIO, f"write made no progress at offset {offset + done:,} "
+                                     f"({done:,} of {len(view):,} bytes written)")
+        done += n
+    return done
+
+
+class _Stopped(Exception):
+    """Another part failed (or the reader gave up): don't start this one."""
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "412") or status == 412
+
+
+def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[int], None], *,
+                s3: Optional[Any] = None, write: Writer = os.pwrite) -> tuple[int, str]:
+    """What :func:`download_parts_in_order` does, returning ``(size, etag)``; ``s3`` (a client)
+    and ``write`` (an ``os.pwrite``) are seams for tests.
+
+    One HEAD gives the size and ETag; every part is a ranged GET with ``IfMatch`` on that
+    ETag, so an object replaced mid-download answers 412 and the download stops with
+    :class:`ObjectChangedError` (also raised if a store that ignores If-Match returns another
+    ETag or total size). Each part must return exactly its range, and every byte of it must
+    be written (short writes are continued); only then does it count. ``progress(n)`` hears
+    the contiguous prefix of finished parts; ``progress(size)`` only once every part's written
+    length equals its range and their total equals the ContentLength. On any failure the
+    other parts stop and ``dest`` is removed.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    bucket, key = _object(uri)
+    meta = _head(uri, remote, s3)
+    size = int(meta["ContentLength"])
+    etag = str(meta.get("ETag") or "")
+    bare_etag = etag.strip('"')
+    part = max(1, remote.s3_part_bytes)
+    starts = list(range(0, size, part))
+    lengths = [min(start + part, size) - start for start in starts]
+    written = [0] * len(starts)
+    stop = threading.Event()
+
+    def get_part(index: int) -> bytes:
+        first, length = starts[index], lengths[index]
+        last = first + length - 1
+        pinned = {"IfMatch": etag} if etag else {}
+
+        def attempt() -> bytes:
+            if stop.is_set():
+                raise _Stopped()
+            try:
+                response = (s3 or client(remote)).get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **pinned)
+            except Exception as exc:
+                if etag and _precondition_failed(exc):
+                    raise ObjectChangedError(bare_etag) from None
+                raise
+            got = str(response.get("ETag") or "").strip('"')
+            if bare_etag and got and got != bare_etag:  # a store that ignored If-Match
+                raise ObjectChangedError(bare_etag)
+            content_range = response.get("ContentRange")
+            if content_range:
+                match = _CONTENT_RANGE.match(str(content_range).strip())
+                if match and match.group(3) not in ("*", str(size)):
+                    raise ObjectChangedError(bare_etag or "unknown")
+                if not match or (int(match.group(1)), int(match.group(2))) != (first, last):
+                    raise TransientError(f"asked for bytes {first}-{last}, got "
+                                         f"Content-Range {content_range!r}")
+            body = response["Body"].read()
+            if len(body) != length:
+                raise TransientError(f"short part: {len(body):,} of {length:,} bytes "
+                                     f"at {first:,}")
+            return body
+
+        return _call(uri, remote, attempt, what=f"{uri} (bytes {first}-{last})")
+
+    def fetch(index: int) -> int:
+        try:
+            written[index] = pwrite_all(fd, get_part(index), starts[index], write)
+            return index
+        except BaseException:
+            stop.set()  # before this part's future completes: no later part starts
+            raise
+
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            os.ftruncate(fd, size)
+            with ThreadPoolExecutor(max_workers=max(1, remote.s3_max_concurrency)) as pool:
+                # Submitted in order, so the earliest parts tend to finish first.
+                futures = [pool.submit(fetch, index) for index in range(len(starts))]
+                try:
+                    finished = [False] * len(starts)
+                    prefix = 0
+                    for future in as_completed(futures):
+                        if isinstance(future.exception(), _Stopped):
+                            continue  # the part that stopped it reports why
+                        finished[future.result()] = True
+                        while prefix < len(starts) and finished[prefix]:
+                            prefix += 1
+                        if prefix < len(starts):
+                            progress(starts[prefix])
+                except BaseException:
+                    stop.set()
+                    for future in futures:
+                        future.cancel()
+                    raise
+            short = [i for i, n in enumerate(written) if n != lengths[i]]
+            if short or sum(written) != size:
+                raise TransientError(f"incomplete download: {sum(written):,} of {size:,} bytes "
+                                     f"written ({len(short)} part(s) short)")
+        finally:
+            os.close(fd)
+        progress(size)
+    except BaseException:
+        if os.path.exists(dest):
+            os.remove(dest)
+        raise
+    return size, etag
 
 
 def download_parts_in_order(uri: str, dest: str, remote: RemoteConfig,
                             progress: Any) -> int:
     """Download with concurrent ranged GETs written at their offsets, reporting the length
     of the contiguous prefix on disk as parts complete (``progress(n)``), so a reader can
-    follow the file from its start while later parts are still in flight."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    bucket, key = split_s3_uri(uri)
-    size = int(head(uri, remote)["ContentLength"])
-    part = max(1, remote.s3_part_bytes)
-    starts = list(range(0, size, part))
-    done = [False] * len(starts)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.ftruncate(fd, size)
-
-        def fetch(index: int) -> int:
-            first = starts[index]
-            last = min(first + part, size) - 1
-
-            def get() -> bytes:
-                body = client(remote).get_object(Bucket=bucket, Key=key,
-                                                 Range=f"bytes={first}-{last}")["Body"].read()
-                if len(body) != last - first + 1:
-                    raise TransientError(f"short part: {len(body):,} of "
-                                         f"{last - first + 1:,} bytes at {first:,}")
-                return body
-
-            os.pwrite(fd, _call(uri, remote, get), first)
-            return index
-
-        with ThreadPoolExecutor(max_workers=max(1, remote.s3_max_concurrency)) as pool:
-            # Submitted in order: the earliest parts finish first, so the prefix grows steadily.
-            prefix = 0
-            for index in pool.map(fetch, range(len(starts))):
-                done[index] = True
-                while prefix < len(starts) and done[prefix]:
-                    prefix += 1
-                progress(size if prefix == len(starts) else starts[prefix])
-    finally:
-        os.close(fd)
-    if size == 0:
-        progress(0)
-    return size
+    follow the file from its start while later parts are still in flight. Every part is
+    pinned to the ETag of one HEAD (:func:`fetch_parts`); ``dest`` is removed on failure."""
+    return fetch_parts(uri, dest, remote, progress)[0]

@@ -31,11 +31,25 @@ def local_path(uri: str) -> str:
     return os.path.expanduser(uri)
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); a clear ValueError for anything else."""
+class S3URIError(ValueError):
+    """A malformed S3 URI: ``str(err)`` is ``"<uri>: <cause>"``; ``cause`` alone for callers
+    that name the URI themselves."""
+
+    def __init__(self, uri: str, cause: str) -> None:
+        super().__init__(f"{uri}: {cause}")
+        self.uri, self.cause = uri, cause
+
+
+def split_s3_uri(uri: str, require_key: bool = False) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); a clear ValueError (:class:`S3URIError`) for
+    anything else. ``require_key`` refuses a bare bucket (``s3://bucket``, ``s3://bucket/``),
+    for operations on one object."""
     parsed = urlparse(uri)
     if parsed.scheme not in S3_SCHEMES or not parsed.netloc:
-        raise ValueError(f"{uri}: not an S3 URI (expected s3://bucket/key)")
+        raise S3URIError(uri, "not an S3 URI (expected s3://bucket/key)")
     if len(parsed.netloc) < 3:
-        raise ValueError(f"{uri}: bucket names have at least 3 characters")
-    return parsed.netloc, parsed.path.lstrip("/")
+        raise S3URIError(uri, "bucket names have at least 3 characters")
+    key = parsed.path.lstrip("/")
+    if require_key and not key:
+        raise S3URIError(uri, "no object key")
+    return parsed.netloc, key
