@@ -65,15 +65,16 @@ def invoke(*args):
 # --- the request -------------------------------------------------------------------------------
 
 def test_request_is_a_transient_spark_cluster_with_one_step():
-    emr = emr_settings(spot=True, core_count=3)
+    emr = emr_settings(spot=True, core_count=3, task_count=2)
     uris = artifact_uris(emr, f"halo_lrg-{__version__}-py3-none-any.whl")
     request = run_job_flow_request(emr, uris, ["--index", emr.sweep_index_s3])
     assert request["ReleaseLabel"] == "emr-7.13.0"
     assert request["Applications"] == [{"Name": "Spark"}]
     assert request["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
-    master, core = request["Instances"]["InstanceGroups"]
-    assert master["Market"] == "ON_DEMAND" and core["Market"] == "SPOT"
-    assert core["InstanceCount"] == 3
+    master, core, task = request["Instances"]["InstanceGroups"]
+    # --spot puts only task nodes on spot: the driver and the ApplicationMaster never are.
+    assert master["Market"] == core["Market"] == "ON_DEMAND" and task["Market"] == "SPOT"
+    assert core["InstanceCount"] == 3 and task["InstanceCount"] == 2
     assert request["BootstrapActions"][0]["ScriptBootstrapAction"]["Path"] == uris["bootstrap"]
     (step,) = request["Steps"]
     args = step["HadoopJarStep"]["Args"]
@@ -87,13 +88,16 @@ def test_request_is_a_transient_spark_cluster_with_one_step():
     assert request["LogUri"] == emr.log_uri and request["AutoTerminationPolicy"]["IdleTimeout"]
 
 
-@pytest.mark.parametrize("instance_type", sorted(INSTANCE_SHAPES))
+@pytest.mark.parametrize("instance_type",
+                         sorted(t for t, s in INSTANCE_SHAPES.items() if s.yarn_mb))
 def test_executor_memory_fits_the_node(instance_type):
-    resources = spark_resources(instance_type, "m5.xlarge")
+    # The full invariant, for every type and core count, is in test_emr_sizing.py.
+    resources = spark_resources(emr_settings(core_instance_type=instance_type))
     shape = INSTANCE_SHAPES[instance_type]
-    assert resources.executor_memory_mb + resources.executor_overhead_mb <= shape.yarn_mb
+    assert (resources.executors_per_node * resources.executor_container_mb
+            + resources.am_container_mb <= shape.yarn_mb)
     assert resources.executor_overhead_mb > resources.executor_memory_mb  # Python lives there
-    assert resources.executor_cores == shape.vcpus
+    assert resources.executors_per_node * resources.executor_cores == shape.vcpus
 
 
 def test_bootstrap_installs_the_pinned_packages_for_the_executors_python():

@@ -12,6 +12,7 @@ from chispa import assert_df_equality
 
 import halo_lrg
 from halo_lrg.count.local import SweepCount
+from halo_lrg.io.output import PROGRESS_FILE, IncompleteResult, OutputLocation, check_complete
 from halo_lrg.spark.job import (
     PARTIAL_SCHEMA,
     FileResult,
@@ -59,7 +60,8 @@ def test_output_layout_is_exact_and_reruns_are_byte_identical(spark, config, sam
     out = tmp_path / "out"
     run(spark, config, sample["index"], out)
     first = (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes()
-    assert sorted(p.name for p in out.iterdir()) == ["lrg_counts_per_brick", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "_SUCCESS", "_progress.json", "lrg_counts_per_brick", "manifest.json"]
     assert [p.name for p in (out / "lrg_counts_per_brick").iterdir()] == ["part-00000.csv"]
     lines = first.decode().splitlines()
     assert lines[0] == "brickname,lrg_count"
@@ -123,18 +125,24 @@ def test_index_comments_blanks_and_duplicates(spark, config, sample, tmp_path, c
 def test_bad_file_fails_the_run_with_one_line_naming_it(spark, config, sample, defects,
                                                         tmp_path, kind, cause):
     out = tmp_path / "out"
-    run(spark, config, sample["index"], out)  # a previous good result, to be retired
+    run(spark, config, sample["index"], out)  # a previous good result, to be kept
+    previous = {name: (out / name).read_bytes() for name in (
+        "manifest.json", "_SUCCESS", "lrg_counts_per_brick/part-00000.csv")}
     index = write_index(tmp_path / "index.txt", [*sample["paths"], defects[kind]])
     with pytest.raises(RunFailed) as info:
         run(spark, config, index, out)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"{defects[kind]}: {cause}")
-    assert not (out / "lrg_counts_per_brick").exists()  # nothing that looks complete
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["state"] == "failed"
-    failed = [f for f in manifest["files"] if f["status"] == "failed"]
+    # the previous complete result is untouched; the failure is recorded beside it
+    assert {name: (out / name).read_bytes() for name in previous} == previous
+    check_complete(OutputLocation(str(out), config))
+    failure = json.loads((out / "_last_failure.json").read_text())
+    assert failure["state"] == "failed" and failure["error"] == message
+    failed = [f for f in failure["files"] if f["status"] == "failed"]
     assert [f["uri"] for f in failed] == [str(defects[kind])]
+    run(spark, config, sample["index"], out)  # a later success clears the failure record
+    assert not (out / "_last_failure.json").exists()
 
 
 def test_skip_records_failures_and_counts_only_complete_files(spark, config, sample, defects,
@@ -150,15 +158,55 @@ def test_skip_records_failures_and_counts_only_complete_files(spark, config, sam
     assert {k: status[Path(v).name] for k, v in defects.items()} == {
         "not-fits": "failed", "truncated": "failed", "missing-column": "failed",
         "empty": "ok"}  # an empty table is not an error
-    assert manifest["state"] == "complete" and manifest["totals"]["files_failed"] == 3
+    assert manifest["state"] == "partial" and manifest["totals"]["files_failed"] == 3
+    assert result.state == "partial"
 
 
-def test_missing_index_and_empty_index(spark, config, tmp_path):
+def test_skip_with_every_file_failing_is_a_failure_not_an_empty_result(spark, config, defects,
+                                                                       tmp_path):
+    index = write_index(tmp_path / "index.txt", [defects["not-fits"], defects["truncated"]])
+    with pytest.raises(RunFailed, match=r"^every file failed; first: .* \(and 1 more; see "):
+        run(spark, config, index, tmp_path / "out", on_error="skip")
+    assert not (tmp_path / "out" / "lrg_counts_per_brick").exists()
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert json.loads((tmp_path / "out" / "_last_failure.json").read_text())["state"] == "failed"
+
+
+def test_a_reader_never_takes_a_csv_its_manifest_does_not_describe(spark, config, sample,
+                                                                   tmp_path):
+    out = tmp_path / "out"
+    run(spark, config, sample["index"], out)
+    location = OutputLocation(str(out), config)
+    assert check_complete(location)["state"] == "complete"
+    csv = out / "lrg_counts_per_brick" / "part-00000.csv"
+    csv.write_bytes(csv.read_bytes() + b"9999p999,1\n")  # a CSV from elsewhere
+    with pytest.raises(IncompleteResult, match="not the one its manifest describes"):
+        check_complete(location)
+    (out / "_SUCCESS").unlink()  # as while a rerun publishes
+    with pytest.raises(IncompleteResult, match="_SUCCESS missing"):
+        check_complete(location)
+
+
+def test_an_output_that_is_a_file_fails_before_any_counting(spark, config, sample, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a directory")
+    for output in (blocker, blocker / "below"):
+        with pytest.raises(RunFailed, match=r"cannot write the result: .*taken"):
+            run(spark, config, sample["index"], output)
+
+
+def test_missing_index_and_empty_index(spark, config, sample, tmp_path):
+    out = tmp_path / "out"
+    run(spark, config, sample["index"], out)  # a previous result, kept through both failures
+    previous = (out / "manifest.json").read_bytes()
     with pytest.raises(RunFailed, match=r"cannot read the index .*nope\.txt: no such file"):
-        run(spark, config, tmp_path / "nope.txt", tmp_path / "out")
+        run(spark, config, tmp_path / "nope.txt", out)
     index = write_index(tmp_path / "index.txt", ["# nothing here"])
     with pytest.raises(RunFailed, match="no sweep files to read"):
-        run(spark, config, index, tmp_path / "out")
+        run(spark, config, index, out)
+    assert (out / "manifest.json").read_bytes() == previous and (out / "_SUCCESS").exists()
+    failure = json.loads((out / "_last_failure.json").read_text())
+    assert failure["state"] == "failed" and "no sweep files to read" in failure["error"]
 
 
 def test_with_density_writes_the_density_table(spark, config, sample, tmp_path):
@@ -210,3 +258,27 @@ def test_a_task_returns_its_bricks_then_one_status_row(spark):
         (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated"),
     ], schema=PARTIAL_SCHEMA)
     assert_df_equality(actual, expected)
+
+
+def test_progress_is_written_beside_the_output_while_it_runs(spark, config, sample, tmp_path,
+                                                             monkeypatch):
+    out = tmp_path / "out"
+    seen: list[dict] = []
+    original = OutputLocation.write_file
+
+    def spy(self, name, data):
+        if name == PROGRESS_FILE:
+            seen.append(json.loads(data))
+        return original(self, name, data)
+
+    monkeypatch.setattr(OutputLocation, "write_file", spy)
+    run(spark, config, sample["index"], out, progress_file_seconds=0.0)
+    final = json.loads((out / PROGRESS_FILE).read_text())
+    total = sum(p.stat().st_size for p in sample["paths"])
+    assert seen[0]["state"] == "running" and seen[0]["files_done"] == 0
+    assert final == seen[-1]
+    assert final["state"] == "complete" and final["files_done"] == final["files_ok"] == 3
+    assert final["bytes_done"] == final["bytes_total"] == total
+    assert final["lrg"] == json.loads((out / "manifest.json").read_text())["totals"]["lrg"]
+    done = [s["files_done"] for s in seen]
+    assert done == sorted(done)  # progress only grows

@@ -55,6 +55,7 @@ class RunConfig:
     max_sweeps: int
     app_name: str
     progress_interval: float
+    progress_file_seconds: float
     driver_memory: str
     local_java_options: str
     tune_python_workers: bool
@@ -128,6 +129,20 @@ class EmrConfig:
     bootstrap_packages: str
     poll_interval_seconds: float
     wait_timeout_seconds: float
+    task_count: int
+    task_instance_type: str
+    yarn_memory_mb: int
+    executors_per_node: int
+    executor_cores: int
+    executor_memory: str
+    subnet_id: str
+    key_name: str
+    master_security_group: str
+    core_security_group: str
+    additional_master_security_groups: tuple[str, ...]
+    additional_core_security_groups: tuple[str, ...]
+    ebs_gb: int
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -271,11 +286,46 @@ def _env_updates(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
 def load_config(
     path: Optional[Union[str, Path]] = None,
     env: Optional[Mapping[str, str]] = None,
+    data: Optional[bytes] = None,
 ) -> Config:
-    """Defaults, then the user file (``path`` or ``$HALO_LRG_CONFIG``), then the environment."""
+    """Defaults, then the user file, then the environment.
+
+    The user file is ``data`` (its TOML bytes, fetched by the caller from wherever ``path``
+    names: the CLI reads ``s3://`` and ``https://`` configurations this way) or the local file
+    ``path``, else ``$HALO_LRG_CONFIG``.
+    """
     env = os.environ if env is None else env
     cfg = _from_defaults(_packaged_defaults())
     user_file = path or env.get(ENV_CONFIG_FILE)
-    if user_file:
+    if data is not None:
+        cfg = _apply(cfg, _parse_toml(data, user_file or "configuration"),
+                     origin=str(user_file or "configuration"))
+    elif user_file:
         cfg = _apply(cfg, _read_toml(Path(user_file)), origin=str(user_file))
     return _apply(cfg, _env_updates(env), origin="environment")
+
+
+def to_toml(cfg: Config) -> str:
+    """The whole configuration as TOML that :func:`load_config` reads back to ``cfg``: what
+    ``submit`` uploads so the cluster runs exactly the launching machine's settings."""
+    lines = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} as TOML")

@@ -5,6 +5,7 @@ bootstrap script and the executor sizing. Pure functions: nothing here talks to 
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -24,62 +25,265 @@ class EmrConfigError(ValueError):
 class InstanceShape:
     vcpus: int
     memory_gib: int
-    #: What EMR gives YARN on this type (yarn.nodemanager.resource.memory-mb default).
-    yarn_mb: int
+    #: What EMR gives YARN on this type (its default yarn.nodemanager.resource.memory-mb), or
+    #: None where that default could not be confirmed from EMR's published tables.
+    yarn_mb: Optional[int]
 
 
-# EMR's defaults for the types people use for this job (AWS "Task configuration" tables).
+# vCPUs and memory: the EC2 instance-type tables (docs.aws.amazon.com/ec2/latest/instancetypes:
+# gp.html, co.html, mo.html). yarn_mb: EMR Release Guide, "Task configuration", default
+# yarn.nodemanager.resource.memory-mb per instance type (checked in the awsdocs/amazon-emr-
+# release-guide copy of emr-hadoop-task-config.md, which lists c5, m5 and r5; the same tables
+# give yarn.scheduler.minimum-allocation-mb = 32 for every type listed).
+# UNCONFIRMED: EMR's default YARN memory for m6i, m7i, m6g, m7g, r6i, r7i, r6g, r7g, c6i and
+# c7i could not be confirmed from a published table here, so it is None rather than a guess:
+# those types size with --yarn-memory-mb (the value from EMR's "Task configuration" page, or
+# /etc/hadoop/conf/yarn-site.xml on a node). c5 has no 8xlarge (c5 goes 4xlarge -> 9xlarge).
 INSTANCE_SHAPES = {
+    # General purpose: 4 GiB per vCPU.
     "m5.xlarge": InstanceShape(4, 16, 12288),
     "m5.2xlarge": InstanceShape(8, 32, 24576),
     "m5.4xlarge": InstanceShape(16, 64, 57344),
-    "m6i.xlarge": InstanceShape(4, 16, 12288),
-    "m6i.2xlarge": InstanceShape(8, 32, 24576),
-    "m6g.xlarge": InstanceShape(4, 16, 12288),
-    "m6g.2xlarge": InstanceShape(8, 32, 24576),
+    "m5.8xlarge": InstanceShape(32, 128, 122880),
+    **{f"{family}.{size}": InstanceShape(vcpus, vcpus * 4, None)
+       for family in ("m6i", "m7i", "m6g", "m7g")
+       for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32))},
+    # Memory optimized: 8 GiB per vCPU.
     "r5.xlarge": InstanceShape(4, 32, 24576),
     "r5.2xlarge": InstanceShape(8, 64, 57344),
+    "r5.4xlarge": InstanceShape(16, 128, 122880),
+    "r5.8xlarge": InstanceShape(32, 256, 253952),
+    **{f"{family}.{size}": InstanceShape(vcpus, vcpus * 8, None)
+       for family in ("r6i", "r7i", "r6g", "r7g")
+       for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32))},
+    # Compute optimized: 2 GiB per vCPU.
+    "c5.xlarge": InstanceShape(4, 8, 6144),
     "c5.2xlarge": InstanceShape(8, 16, 12288),
     "c5.4xlarge": InstanceShape(16, 32, 24576),
+    **{f"{family}.{size}": InstanceShape(vcpus, vcpus * 2, None)
+       for family in ("c6i", "c7i")
+       for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32))},
 }
+
+#: yarn.scheduler.minimum-allocation-mb on EMR: YARN rounds every container up to a multiple.
+YARN_ALLOCATION_MB = 32
+#: The client-mode ApplicationMaster, set explicitly (Spark's defaults: 512m and
+#: max(384m, 10%)) so the sizing never depends on them.
+AM_MEMORY_MB = 512
+AM_OVERHEAD_MB = 384
+#: Cores per executor at most: several executors on larger nodes (see spark_resources).
+MAX_EXECUTOR_CORES = 4
+#: Share of an executor's container given to the JVM heap (at least MIN_HEAP_MB, at most
+#: MAX_HEAP_PER_CORE_MB a core); the rest is memoryOverhead.
+HEAP_FRACTION = 0.3
+MIN_HEAP_MB = 1024
+MAX_HEAP_PER_CORE_MB = 1024
+MIN_OVERHEAD_MB = 384
+MANUAL_SIZING = ("--yarn-memory-mb N (the type's yarn.nodemanager.resource.memory-mb), "
+                 "--executors-per-node N and --executor-cores N, optionally --executor-memory "
+                 "(config emr.yarn_memory_mb, emr.executors_per_node, emr.executor_cores, "
+                 "emr.executor_memory)")
+
+
+def round_up(mb: int, step: int = YARN_ALLOCATION_MB) -> int:
+    return -(-mb // step) * step
+
+
+def round_down(mb: int, step: int = YARN_ALLOCATION_MB) -> int:
+    return mb // step * step
 
 
 @dataclass(frozen=True)
 class SparkResources:
+    """Executor and ApplicationMaster sizes, and how many executors each node type holds."""
+
     executor_cores: int
-    executor_memory_mb: int
-    executor_overhead_mb: int
+    executor_memory_mb: int  #: JVM heap
+    executor_overhead_mb: int  #: memoryOverhead: the Python workers live here
+    executors_per_node: int  #: per core node, the ApplicationMaster's node included
+    core_count: int
+    yarn_memory_mb: int  #: what YARN offers per core node
+    node_vcpus: int  #: per core node
+    task_executors_per_node: int
+    task_count: int
+    task_yarn_memory_mb: int
+    task_node_vcpus: int
     driver_memory_mb: int
+    am_memory_mb: int = AM_MEMORY_MB
+    am_overhead_mb: int = AM_OVERHEAD_MB
+
+    @property
+    def executor_container_mb(self) -> int:
+        """What YARN allocates per executor: heap + overhead, rounded up to its step."""
+        return round_up(self.executor_memory_mb + self.executor_overhead_mb)
+
+    @property
+    def am_container_mb(self) -> int:
+        return round_up(self.am_memory_mb + self.am_overhead_mb)
+
+    @property
+    def executor_instances(self) -> int:
+        return (self.executors_per_node * self.core_count
+                + self.task_executors_per_node * self.task_count)
+
+    def spark_defaults(self) -> dict[str, str]:
+        """The sizing as spark-defaults properties (the cluster's, and the step's flags)."""
+        return {"spark.driver.memory": f"{self.driver_memory_mb}m",
+                "spark.executor.cores": str(self.executor_cores),
+                "spark.executor.memory": f"{self.executor_memory_mb}m",
+                "spark.executor.memoryOverhead": f"{self.executor_overhead_mb}m",
+                "spark.executor.instances": str(self.executor_instances),
+                "spark.yarn.am.memory": f"{self.am_memory_mb}m",
+                "spark.yarn.am.memoryOverhead": f"{self.am_overhead_mb}m"}
 
     def submit_args(self) -> list[str]:
-        return ["--driver-memory", f"{self.driver_memory_mb}m",
-                "--executor-cores", str(self.executor_cores),
-                "--executor-memory", f"{self.executor_memory_mb}m",
-                "--conf", f"spark.executor.memoryOverhead={self.executor_overhead_mb}m"]
+        conf = self.spark_defaults()
+        return ["--driver-memory", conf["spark.driver.memory"],
+                "--executor-cores", conf["spark.executor.cores"],
+                "--executor-memory", conf["spark.executor.memory"],
+                "--num-executors", conf["spark.executor.instances"],
+                "--conf", f"spark.executor.memoryOverhead={conf['spark.executor.memoryOverhead']}",
+                "--conf", f"spark.yarn.am.memory={conf['spark.yarn.am.memory']}",
+                "--conf", f"spark.yarn.am.memoryOverhead={conf['spark.yarn.am.memoryOverhead']}"]
 
 
-def spark_resources(core_type: str, master_type: str) -> SparkResources:
-    """One executor per core node using all its cores.
+def spark_resources(emr: EmrConfig) -> SparkResources:
+    """Executors that fill every core node, the ApplicationMaster's included.
 
-    Each task reads one sweep in row chunks in a Python worker (a few hundred MB whatever the
-    file's size) while the JVM side only moves small per-brick partials, so most of the
-    container goes to memoryOverhead, where Python workers live, and the heap stays small.
+    In client mode the driver runs on the master, but YARN's ApplicationMaster (512 MB heap +
+    384 MB overhead = 896 MB, rounded up to YARN's 32 MB step) takes a container on a core node
+    (the master runs no NodeManager). So every core node gets the same k executors, sized so
+    that k of them *plus* the ApplicationMaster fit in the node's YARN memory Y:
+
+        container = round_down((Y - 896) / k, 32)      k x container + 896 <= Y
+
+    and no node has room for a (k+1)-th (true of every type in the table; the tests check it),
+    so the k x core_count executors requested land k on every core node whatever order YARN
+    fills them in. spark.executor.instances is exactly that (plus the task nodes' executors),
+    and spark.yarn.am.memory is set explicitly so the arithmetic never depends on Spark's
+    default.
+
+    Cores: one task per vCPU, and all of a node's vCPUs go to executors (k x cores = vCPUs);
+    none is kept for the ApplicationMaster, an idle JVM that only negotiates containers (the
+    request sets YARN's DefaultResourceCalculator, so YARN schedules by memory alone and the
+    vCPU rule is ours). Executors get the largest divisor of the node's vCPUs up to 4 cores:
+    one executor per xlarge node, two per 2xlarge, four per 4xlarge, eight per 8xlarge.
+    Several smaller executors rather than one per node: smaller JVM heaps (shorter GC
+    pauses), the usual <= 4-5 concurrent streams per JVM for HDFS-client/S3 throughput, and
+    a smaller blast radius (a lost executor loses at most 4 in-flight sweeps, not a node's).
+    4 divides every vCPU count in the table, so no vCPU idles (5 would).
+
+    Memory: each task reads one sweep in row chunks in a Python worker (a few hundred MB
+    whatever the file's size) while the JVM side only moves small per-brick partials, so most
+    of the container goes to memoryOverhead, where Python workers live, and the heap stays
+    modest: 30 % of the container, at least 1 GB and at most 1 GB per core.
+
+    Task nodes (no ApplicationMaster) hold as many such executors as fit their YARN memory
+    and vCPUs. With the core type (the default) that is exactly k per node too; a task type
+    with more memory per vCPU than the core type keeps memory room YARN may fill with extra
+    executors, so its count is then a plan rather than a guarantee.
+
+    Manual settings (yarn_memory_mb, executors_per_node, executor_cores, executor_memory)
+    replace the table's numbers one by one; an instance type the table does not know needs
+    the first three.
     """
-    shape = _shape(core_type)
-    usable = int(shape.yarn_mb * 0.95)  # leave YARN a little slack
-    heap = max(1024, int(usable * 0.3))
-    overhead = usable - heap
-    driver = max(1024, int(_shape(master_type).memory_gib * 1024 * 0.25))
-    return SparkResources(shape.vcpus, heap, overhead, driver)
+    core_type = emr.core_instance_type
+    shape = INSTANCE_SHAPES.get(core_type)
+    yarn_mb = emr.yarn_memory_mb or (shape.yarn_mb if shape else None)
+    if shape is None and not (emr.yarn_memory_mb and emr.executors_per_node
+                              and emr.executor_cores):
+        raise EmrConfigError(f"no memory sizing for instance type {core_type!r} in halo-lrg's "
+                             f"table: size it by hand with {MANUAL_SIZING}")
+    if not yarn_mb:
+        raise EmrConfigError(
+            f"EMR's default YARN memory for {core_type} is not confirmed in halo-lrg's table: "
+            f"pass --yarn-memory-mb N (its yarn.nodemanager.resource.memory-mb, from EMR's "
+            f"'Task configuration' page or /etc/hadoop/conf/yarn-site.xml on a node)")
+    cores, per_node = emr.executor_cores, emr.executors_per_node
+    if shape is not None:
+        vcpus = shape.vcpus
+        if not cores:
+            cores = (max(1, vcpus // per_node) if per_node else
+                     max(c for c in range(1, MAX_EXECUTOR_CORES + 1) if vcpus % c == 0))
+        per_node = per_node or max(1, vcpus // cores)
+    else:
+        vcpus = per_node * cores
+    am_container = round_up(AM_MEMORY_MB + AM_OVERHEAD_MB)
+    container = round_down((yarn_mb - am_container) // per_node)
+    if container < MIN_HEAP_MB + MIN_OVERHEAD_MB:
+        raise EmrConfigError(
+            f"{per_node} executors per node and the ApplicationMaster ({am_container} MB) do "
+            f"not fit {yarn_mb} MB of YARN memory ({container} MB each, under "
+            f"{MIN_HEAP_MB + MIN_OVERHEAD_MB}): use fewer --executors-per-node")
+    if emr.executor_memory:
+        heap = parse_memory_mb(emr.executor_memory)
+        if container - heap < MIN_OVERHEAD_MB:
+            raise EmrConfigError(
+                f"--executor-memory {emr.executor_memory} leaves less than {MIN_OVERHEAD_MB} "
+                f"MB of the {container} MB executor container for memoryOverhead (Python "
+                f"workers): give the heap less, or use fewer --executors-per-node")
+    else:
+        heap = min(max(MIN_HEAP_MB, round_down(int(container * HEAP_FRACTION))),
+                   MAX_HEAP_PER_CORE_MB * cores)
+    task_per_node = task_yarn = task_vcpus = 0
+    if emr.task_count:
+        task_type = emr.task_instance_type or core_type
+        if task_type == core_type:
+            task_yarn, task_vcpus = yarn_mb, vcpus
+        else:
+            task_shape = INSTANCE_SHAPES.get(task_type)
+            if task_shape is None or task_shape.yarn_mb is None:
+                raise EmrConfigError(
+                    f"task instance type {task_type!r} has no confirmed YARN memory in "
+                    f"halo-lrg's table: use the core type for task nodes "
+                    f"(--task-instance-type '') or one of {_confirmed_types()}")
+            task_yarn, task_vcpus = task_shape.yarn_mb, task_shape.vcpus
+        task_per_node = min(task_yarn // container, task_vcpus // cores)
+        if task_per_node < 1:
+            raise EmrConfigError(
+                f"task instance type {task_type} cannot hold one executor ({container} MB, "
+                f"{cores} cores): pick a larger task type")
+    return SparkResources(
+        executor_cores=cores, executor_memory_mb=heap, executor_overhead_mb=container - heap,
+        executors_per_node=per_node, core_count=emr.core_count, yarn_memory_mb=yarn_mb,
+        node_vcpus=vcpus, task_executors_per_node=task_per_node, task_count=emr.task_count,
+        task_yarn_memory_mb=task_yarn, task_node_vcpus=task_vcpus,
+        driver_memory_mb=driver_memory_mb(emr.instance_type))
 
 
-def _shape(instance_type: str) -> InstanceShape:
-    try:
-        return INSTANCE_SHAPES[instance_type]
-    except KeyError:
-        known = ", ".join(sorted(INSTANCE_SHAPES))
-        raise EmrConfigError(f"no memory sizing for instance type {instance_type!r} "
-                             f"(known: {known})") from None
+def driver_memory_mb(master_type: str) -> int:
+    """The client-mode driver runs on the master: a quarter of its memory, at least 1 GB."""
+    shape = INSTANCE_SHAPES.get(master_type)
+    if shape is None:
+        raise EmrConfigError(f"no memory sizing for instance type {master_type!r} (master): "
+                             f"use one of {_confirmed_types()} or another type of the table")
+    return max(1024, shape.memory_gib * 1024 // 4)
+
+
+def parse_memory_mb(value: str) -> int:
+    """Spark-style memory ("2g", "2048m", "2048" = MB) in MB."""
+    match = re.fullmatch(r"\s*(\d+)\s*([mMgG]?)[bB]?\s*", value)
+    if not match or int(match.group(1)) == 0:
+        raise EmrConfigError(f"executor memory {value!r}: expected e.g. 2g or 2048m")
+    return int(match.group(1)) * (1024 if match.group(2).lower() == "g" else 1)
+
+
+def _confirmed_types() -> str:
+    return ", ".join(sorted(t for t, s in INSTANCE_SHAPES.items() if s.yarn_mb))
+
+
+def _items(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for v in values if v.strip()]
+
+
+def parse_tags(values: tuple[str, ...]) -> list[dict[str, str]]:
+    tags = []
+    for item in _items(values):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise EmrConfigError(f"tag {item!r}: expected KEY=VALUE")
+        tags.append({"Key": key.strip(), "Value": value.strip()})
+    return tags
 
 
 def check_settings(emr: EmrConfig) -> None:
@@ -104,8 +308,23 @@ def check_settings(emr: EmrConfig) -> None:
                              "(Spark 3.5, Python 3.11 for fitsio wheels)")
     if emr.core_count < 1:
         raise EmrConfigError(f"core_count must be at least 1, got {emr.core_count}")
-    _shape(emr.instance_type)
-    _shape(emr.core_instance_type)
+    for name in ("task_count", "yarn_memory_mb", "executors_per_node", "executor_cores",
+                 "ebs_gb"):
+        if getattr(emr, name) < 0:
+            raise EmrConfigError(f"emr.{name} must not be negative, got {getattr(emr, name)}")
+    if emr.spot and not emr.task_count:
+        raise EmrConfigError(
+            "--spot puts task nodes on spot, and there are none: add --task-count N (master "
+            "and core nodes stay on-demand: they hold the driver and the ApplicationMaster)")
+    if emr.subnet_id and not emr.subnet_id.startswith("subnet-"):
+        raise EmrConfigError(f"emr.subnet_id must look like subnet-..., got {emr.subnet_id!r}")
+    groups = [emr.master_security_group, emr.core_security_group,
+              *emr.additional_master_security_groups, *emr.additional_core_security_groups]
+    for group in _items(tuple(groups)):
+        if not group.startswith("sg-"):
+            raise EmrConfigError(f"security group {group!r}: expected an id like sg-...")
+    parse_tags(emr.tags)
+    spark_resources(emr)
 
 
 def bootstrap_script(emr: EmrConfig) -> str:
@@ -163,51 +382,94 @@ def job_args(emr: EmrConfig, selection: Optional[str], max_sweeps: Optional[int]
     return args
 
 
+def instance_groups(emr: EmrConfig) -> list[dict[str, Any]]:
+    """Master and core on-demand always; spot capacity only as a TASK group.
+
+    The master holds the client-mode driver and the core nodes the YARN ApplicationMaster (and
+    HDFS): losing either loses the run, so neither is ever spot. Task nodes run executors only
+    (their loss costs retried tasks, not the run).
+    """
+    def group(name: str, role: str, market: str, instance_type: str,
+              count: int) -> dict[str, Any]:
+        config: dict[str, Any] = {"Name": name, "InstanceRole": role, "Market": market,
+                                  "InstanceType": instance_type, "InstanceCount": count}
+        if emr.ebs_gb:
+            config["EbsConfiguration"] = {"EbsBlockDeviceConfigs": [{
+                "VolumeSpecification": {"VolumeType": "gp3", "SizeInGB": emr.ebs_gb},
+                "VolumesPerInstance": 1}]}
+        return config
+
+    groups = [group("master", "MASTER", "ON_DEMAND", emr.instance_type, 1),
+              group("core", "CORE", "ON_DEMAND", emr.core_instance_type, emr.core_count)]
+    if emr.task_count:
+        groups.append(group("task", "TASK", "SPOT" if emr.spot else "ON_DEMAND",
+                            emr.task_instance_type or emr.core_instance_type, emr.task_count))
+    return groups
+
+
 def run_job_flow_request(emr: EmrConfig, uris: dict[str, str], args: list[str],
                          debug: bool = False) -> dict[str, Any]:
     """The exact ``run_job_flow`` request: a transient cluster with one Spark step."""
-    resources = spark_resources(emr.core_instance_type, emr.instance_type)
+    resources = spark_resources(emr)
     if debug:
         step = spark_step("halo-lrg debug", uris["debug"], uris["wheel"], resources,
                           ["--output", emr.output_prefix, "--region", emr.region])
     else:
         step = spark_step("halo-lrg LRG counts", uris["job"], uris["wheel"], resources, args)
-    core_market = "SPOT" if emr.spot else "ON_DEMAND"
+    instances: dict[str, Any] = {
+        "InstanceGroups": instance_groups(emr),
+        # Transient: the cluster ends when its step does.
+        "KeepJobFlowAliveWhenNoSteps": False,
+        "TerminationProtected": False,
+    }
+    # Without a subnet EMR launches in the region's default VPC.
+    for key, value in (("Ec2SubnetId", emr.subnet_id), ("Ec2KeyName", emr.key_name),
+                       ("EmrManagedMasterSecurityGroup", emr.master_security_group),
+                       ("EmrManagedSlaveSecurityGroup", emr.core_security_group)):
+        if value.strip():
+            instances[key] = value.strip()
+    for key, values in (("AdditionalMasterSecurityGroups", emr.additional_master_security_groups),
+                        ("AdditionalSlaveSecurityGroups", emr.additional_core_security_groups)):
+        if _items(values):
+            instances[key] = _items(values)
+    configurations: list[dict[str, Any]] = [
+        {"Classification": "spark-env", "Configurations": [
+            {"Classification": "export",
+             "Properties": {"PYSPARK_PYTHON": emr.python,
+                            "PYSPARK_DRIVER_PYTHON": emr.python}}]},
+        {"Classification": "spark-defaults", "Properties": {
+            # One sweep per task: never speculate a second copy of a long read.
+            "spark.speculation": "false",
+            "spark.dynamicAllocation.enabled": "false",
+            **resources.spark_defaults(),
+        }},
+        # YARN schedules by memory alone (the Hadoop default, set explicitly): the sizing's
+        # vCPU rule (one task per vCPU, the ApplicationMaster's node included) is then ours.
+        {"Classification": "capacity-scheduler", "Properties": {
+            "yarn.scheduler.capacity.resource-calculator":
+                "org.apache.hadoop.yarn.util.resource.DefaultResourceCalculator"}},
+    ]
+    if emr.task_count:
+        # EMR 6.x and later leave YARN node labels off, so an ApplicationMaster could land on
+        # a (spot) task node. Keep it on core nodes; executors still run anywhere.
+        configurations.append({"Classification": "yarn-site", "Properties": {
+            "yarn.node-labels.enabled": "true",
+            "yarn.node-labels.am.default-node-label-expression": "CORE"}})
+    tags = {"app": "halo-lrg", "halo-lrg-version": __version__}
+    tags.update({tag["Key"]: tag["Value"] for tag in parse_tags(emr.tags)})
     return {
         "Name": f"{emr.job_name}{'-debug' if debug else ''}",
         "ReleaseLabel": emr.release_label,
         "LogUri": emr.log_uri,
         "Applications": [{"Name": "Spark"}],
-        "Instances": {
-            "InstanceGroups": [
-                {"Name": "master", "InstanceRole": "MASTER", "Market": "ON_DEMAND",
-                 "InstanceType": emr.instance_type, "InstanceCount": 1},
-                {"Name": "core", "InstanceRole": "CORE", "Market": core_market,
-                 "InstanceType": emr.core_instance_type, "InstanceCount": emr.core_count},
-            ],
-            # Transient: the cluster ends when its step does.
-            "KeepJobFlowAliveWhenNoSteps": False,
-            "TerminationProtected": False,
-        },
+        "Instances": instances,
         "BootstrapActions": [{"Name": "halo-lrg dependencies",
                               "ScriptBootstrapAction": {"Path": uris["bootstrap"], "Args": []}}],
         "Steps": [step],
-        "Configurations": [
-            {"Classification": "spark-env", "Configurations": [
-                {"Classification": "export",
-                 "Properties": {"PYSPARK_PYTHON": emr.python,
-                                "PYSPARK_DRIVER_PYTHON": emr.python}}]},
-            {"Classification": "spark-defaults", "Properties": {
-                # One sweep per task: never speculate a second copy of a long read.
-                "spark.speculation": "false",
-                "spark.dynamicAllocation.enabled": "false",
-                "spark.executor.instances": str(emr.core_count),
-            }},
-        ],
+        "Configurations": configurations,
         "JobFlowRole": emr.job_flow_role,
         "ServiceRole": emr.service_role,
         "VisibleToAllUsers": True,
         "AutoTerminationPolicy": {"IdleTimeout": emr.idle_timeout_seconds},
-        "Tags": [{"Key": "app", "Value": "halo-lrg"},
-                 {"Key": "halo-lrg-version", "Value": __version__}],
+        "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
     }

@@ -24,9 +24,9 @@ __all__ = ["main"]
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="halo-lrg")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              envvar="HALO_LRG_CONFIG", help="A TOML file overriding conf/halo-lrg.toml "
-              "(any subset of its keys). Also HALO_LRG_CONFIG.")
+@click.option("--config", "config_file", metavar="FILE|URI",
+              help="A TOML file overriding conf/halo-lrg.toml (any subset of its keys): a "
+              "path, s3:// or https://. Also HALO_LRG_CONFIG.")
 @click.option("-v", "--verbose", is_flag=True, help="Also print the library's debug messages.")
 @click.pass_context
 def main(ctx: click.Context, config_file: Optional[str], verbose: bool) -> None:

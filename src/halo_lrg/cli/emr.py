@@ -39,8 +39,38 @@ def _errors():
 @click.option("--core-instance-type", default=None, help="Core instance type [m5.xlarge].")
 @click.option("--core-count", type=click.IntRange(min=1), default=None,
               help="Number of core nodes [2].")
-@click.option("--spot/--on-demand", default=None, help="Core nodes on spot (master stays "
-              "on-demand) [on-demand].")
+@click.option("--spot/--on-demand", default=None, help="Task nodes (--task-count) on spot; "
+              "master and core nodes always stay on-demand (driver, YARN ApplicationMaster) "
+              "[on-demand].")
+@click.option("--task-count", type=click.IntRange(min=0), default=None,
+              help="Task nodes: executors only, the ApplicationMaster stays on core [0].")
+@click.option("--task-instance-type", default=None,
+              help="Task node type [the core type].")
+@click.option("--yarn-memory-mb", type=click.IntRange(min=1), default=None,
+              help="Size by hand: YARN memory per core node (the type's "
+              "yarn.nodemanager.resource.memory-mb) [from halo-lrg's instance table].")
+@click.option("--executors-per-node", type=click.IntRange(min=1), default=None,
+              help="Size by hand: executors per core node [vCPUs / executor cores].")
+@click.option("--executor-cores", type=click.IntRange(min=1), default=None,
+              help="Size by hand: cores per executor [largest divisor of the vCPUs <= 4].")
+@click.option("--executor-memory", default=None, metavar="SIZE",
+              help="Size by hand: JVM heap per executor, e.g. 2g; the rest of its share of the "
+              "node is memoryOverhead (Python workers) [30%, 1 GB to 1 GB per core].")
+@click.option("--subnet-id", default=None, help="EC2 subnet (Instances.Ec2SubnetId) [the "
+              "default VPC].")
+@click.option("--key-name", default=None, help="EC2 key pair for SSH to the nodes.")
+@click.option("--master-security-group", default=None, metavar="SG",
+              help="EMR-managed security group of the master.")
+@click.option("--core-security-group", default=None, metavar="SG",
+              help="EMR-managed security group of core and task nodes.")
+@click.option("--additional-master-security-group", multiple=True, metavar="SG",
+              help="Additional master security group (repeatable).")
+@click.option("--additional-core-security-group", multiple=True, metavar="SG",
+              help="Additional core/task security group (repeatable).")
+@click.option("--ebs-gb", type=click.IntRange(min=1), default=None,
+              help="gp3 EBS volume per node, GiB [EMR's default storage].")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+              help="Cluster tag (repeatable; replaces config emr.tags).")
 @click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
               help="Read at most N sweeps (smoke tests).")
 @footprint_options
@@ -63,7 +93,15 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
                    output_prefix: Optional[str], code_prefix: Optional[str],
                    log_uri: Optional[str], release_label: Optional[str],
                    instance_type: Optional[str], core_instance_type: Optional[str],
-                   core_count: Optional[int], spot: Optional[bool], max_sweeps: Optional[int],
+                   core_count: Optional[int], spot: Optional[bool], task_count: Optional[int],
+                   task_instance_type: Optional[str], yarn_memory_mb: Optional[int],
+                   executors_per_node: Optional[int], executor_cores: Optional[int],
+                   executor_memory: Optional[str], subnet_id: Optional[str],
+                   key_name: Optional[str], master_security_group: Optional[str],
+                   core_security_group: Optional[str],
+                   additional_master_security_group: tuple[str, ...],
+                   additional_core_security_group: tuple[str, ...], ebs_gb: Optional[int],
+                   tags: tuple[str, ...], max_sweeps: Optional[int],
                    ra_min: Optional[float], ra_max: Optional[float], dec_min: Optional[float],
                    dec_max: Optional[float], selection: Optional[str],
                    on_error: Optional[str], profile: Optional[str], dry_run: bool, wait: bool,
@@ -79,6 +117,7 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
       halo-lrg submit --region us-east-1 --sweep-index-s3 s3://my-bucket/sweeps.txt \\
           --output-prefix s3://my-bucket/run1 --code-prefix s3://my-bucket/code \\
           --log-uri s3://my-bucket/logs --core-count 4 --wait
+      halo-lrg submit ... --task-count 8 --spot --subnet-id subnet-0abc --tag team=astro
     """
     from halo_lrg.aws.emr import check_settings, job_args, run_job_flow_request
     from halo_lrg.aws.launch import (
@@ -95,7 +134,15 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         "region": region, "sweep_index_s3": sweep_index_s3, "output_prefix": output_prefix,
         "code_prefix": code_prefix, "log_uri": log_uri, "release_label": release_label,
         "instance_type": instance_type, "core_instance_type": core_instance_type,
-        "core_count": core_count, "spot": spot})
+        "core_count": core_count, "spot": spot, "task_count": task_count,
+        "task_instance_type": task_instance_type, "yarn_memory_mb": yarn_memory_mb,
+        "executors_per_node": executors_per_node, "executor_cores": executor_cores,
+        "executor_memory": executor_memory, "subnet_id": subnet_id, "key_name": key_name,
+        "master_security_group": master_security_group,
+        "core_security_group": core_security_group,
+        "additional_master_security_groups": additional_master_security_group or None,
+        "additional_core_security_groups": additional_core_security_group or None,
+        "ebs_gb": ebs_gb, "tags": tags or None})
     emr = config.emr
     footprint = make_footprint(ra_min, ra_max, dec_min, dec_max)
     try:

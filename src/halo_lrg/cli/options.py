@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import click
 
-from halo_lrg.config import Config, ConfigError, load_config
+from halo_lrg.config import ENV_CONFIG_FILE, Config, ConfigError, load_config
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -20,11 +20,31 @@ def get_config(ctx: click.Context) -> Config:
     if root.obj is None:
         root.obj = {}
     if "config" not in root.obj:
-        try:
-            root.obj["config"] = load_config(root.params.get("config_file"))
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+        root.obj["config"] = load_user_config(root.params.get("config_file"))
     return root.obj["config"]
+
+
+def load_user_config(location: Optional[str]) -> Config:
+    """The configuration with ``location`` (or ``$HALO_LRG_CONFIG``) as the user file: a
+    local path, ``file://``, ``s3://`` or ``http(s)://``; a ClickException naming it when it
+    cannot be read or is wrong."""
+    import os
+
+    from halo_lrg.io.fetch import SourceError, read_bytes
+    from halo_lrg.io.uri import scheme_of
+
+    location = location or os.environ.get(ENV_CONFIG_FILE) or None
+    try:
+        if location and scheme_of(location) != "file":
+            # Fetched with the defaults' remote settings: the file cannot configure its own
+            # download.
+            data = read_bytes(location, load_config(env={}))
+            return load_config(location, data=data)
+        return load_config(location)
+    except SourceError as exc:
+        raise click.ClickException(f"cannot read the configuration {exc}") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def override(config: Config, **sections: dict[str, Any]) -> Config:

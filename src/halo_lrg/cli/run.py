@@ -10,11 +10,15 @@ from halo_lrg.cli.options import (
     CONTEXT_SETTINGS,
     footprint_options,
     get_config,
+    load_user_config,
     make_footprint,
     override,
     show_library_messages,
 )
 from halo_lrg.science.cuts import SELECTION_NAMES
+
+#: Exit status of a run that counted every readable file but skipped others.
+EXIT_PARTIAL = 3
 
 
 @click.command("run", context_settings=CONTEXT_SETTINGS)
@@ -46,13 +50,17 @@ from halo_lrg.science.cuts import SELECTION_NAMES
                    "default: the AWS SDK's chain].")
 @click.option("--with-density", is_flag=True,
               help="Also write DIR/lrg_density.csv: brick centre, exact area, LRGs per deg².")
+@click.option("--config", "config_file", default=None, metavar="FILE|URI",
+              help="A TOML file (path, s3:// or https://) overriding the defaults; wins over "
+                   "halo-lrg --config. What `halo-lrg submit` passes to the cluster.")
 @footprint_options
 @click.pass_context
 def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: Optional[str],
                 on_error: Optional[str], master: Optional[str], max_sweeps: Optional[int],
                 z_mag_max: Optional[float], min_r_minus_z: Optional[float],
                 min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
-                region: Optional[str], with_density: bool, ra_min: Optional[float],
+                region: Optional[str], with_density: bool, config_file: Optional[str],
+                ra_min: Optional[float],
                 ra_max: Optional[float], dec_min: Optional[float],
                 dec_max: Optional[float]) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
@@ -65,13 +73,26 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
     Output:
       DIR/lrg_counts_per_brick/part-00000.csv   brickname,lrg_count (sorted; every brick
                                                 with an object, zero counts included)
-      DIR/manifest.json                         version, selection, one entry per input
+      DIR/manifest.json                         state, version, configuration, selection,
+                                                one entry per input (status, rows, error)
+      DIR/_SUCCESS                              written last: the two above belong together
+      DIR/_last_failure.json                    a failed run's manifest; the previous
+                                                result is left as it was
+      DIR/_progress.json                        progress while it runs (every ~30 s)
+
+    \b
+    Exit status:
+      0  every file counted
+      3  counted, but files were skipped (--on-error skip; listed in the manifest)
+      1  no result (a bad file under --on-error fail, every file failed, Spark failed,
+         the index or output unusable); the previous result is untouched
+      2  usage error
     """
     from halo_lrg.spark.run import JobSpec, RunFailed, run_job, summary_lines
     from halo_lrg.spark.session import SparkSetupError, get_spark
 
     config = override(
-        get_config(ctx),
+        load_user_config(config_file) if config_file else get_config(ctx),
         cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
               "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
         run={"on_error": on_error, "max_sweeps": max_sweeps},
@@ -92,3 +113,5 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
         raise click.ClickException(str(exc)) from None
     for line in summary_lines(result):
         click.echo(line)
+    if result.state == "partial":
+        ctx.exit(EXIT_PARTIAL)

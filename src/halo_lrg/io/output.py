@@ -1,9 +1,11 @@
-"""Writing a run's result: ``<output>/lrg_counts_per_brick/part-00000.csv`` and
-``<output>/manifest.json``.
+"""Writing a run's result: ``<output>/lrg_counts_per_brick/part-00000.csv``,
+``<output>/manifest.json`` and the ``_SUCCESS`` marker.
 
 The CSV is built on the driver from the aggregated counts (at most 662,174 bricks, ~10 MB)
-and written in one piece, so it is either whole or absent: a rerun replaces it, a failed run
-removes the stale one and leaves a manifest that says what went wrong.
+and written in one piece, so it is either whole or absent. Publishing removes ``_SUCCESS``
+first and writes it last, after the manifest (which carries the CSV's SHA-256): a reader that
+finds ``_SUCCESS`` has a CSV and manifest from the same run (:func:`check_complete`). A failed
+run never touches the previous result: it writes ``_last_failure.json`` beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ COUNTS_FILE = "part-00000.csv"
 MANIFEST_FILE = "manifest.json"
 COUNTS_HEADER = ("brickname", "lrg_count")
 DENSITY_FILE = "lrg_density.csv"
+#: A running job's progress (files, rows, LRGs, bytes, ETA), rewritten every ~30 s.
+PROGRESS_FILE = "_progress.json"
+#: Written last by a run that published a result (the Hadoop/Spark convention).
+SUCCESS_FILE = "_SUCCESS"
+#: A failed run's manifest, beside the previous result, which it leaves as it was.
+FAILURE_FILE = "_last_failure.json"
+WRITE_CHECK_FILE = "_halo_lrg_write_check"
 
 
 def counts_csv_bytes(counts: pd.DataFrame) -> bytes:
@@ -100,6 +109,23 @@ class OutputLocation:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_file(MANIFEST_FILE, manifest_bytes(manifest))
 
+    def check_writable(self) -> None:
+        """Write and delete a marker: an unwritable output fails before any file is read,
+        not after hours of counting."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise OutputError(f"{self.uri}: exists and is not a directory")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            self.write_file(WRITE_CHECK_FILE, b"")
+            self.remove_file(WRITE_CHECK_FILE)
+        except OSError as exc:
+            raise OutputError(f"{self.uri}: not writable ({exc.strerror or exc})") from None
+
+    def read_file(self, name: str) -> bytes:
+        """``<output>/<name>``; FileNotFoundError when absent."""
+        with open(os.path.join(self.root, name), "rb") as fh:
+            return fh.read()
+
 
 class S3Output(OutputLocation):
     """``s3://bucket/prefix``: each file is one PUT, so it is whole or absent."""
@@ -145,6 +171,22 @@ class S3Output(OutputLocation):
         uri = self.uri_of(name)
         self._do(lambda: s3_source.delete(uri, self.config.remote), uri)
 
+    def check_writable(self) -> None:
+        """Put and delete a marker: no write or no delete permission shows now."""
+        self.write_file(WRITE_CHECK_FILE, b"")
+        self.remove_file(WRITE_CHECK_FILE)
+
+    def read_file(self, name: str) -> bytes:
+        from halo_lrg.io import s3 as s3_source
+
+        uri = self.uri_of(name)
+        try:
+            return s3_source.read_bytes(uri, self.config.remote)
+        except s3_source.S3Error as exc:
+            if "NoSuchKey" in str(exc) or "404" in str(exc):
+                raise FileNotFoundError(uri) from None
+            raise OutputError(f"{uri}: {exc}") from None
+
 
 class OutputError(Exception):
     """The result could not be written; the message names the location."""
@@ -161,3 +203,26 @@ def output_location(uri: str, config: Config) -> OutputLocation:
         except ValueError as exc:
             raise OutputError(str(exc)) from None
     raise OutputError(f"{uri}: unsupported output location (use a local path or s3://)")
+
+
+def check_complete(output: OutputLocation) -> dict[str, Any]:
+    """The manifest of the complete result at ``output``; :class:`IncompleteResult` naming
+    what is wrong when there is none (no ``_SUCCESS``, or a CSV the manifest does not
+    describe)."""
+    import hashlib
+
+    try:
+        output.read_file(SUCCESS_FILE)
+    except FileNotFoundError:
+        raise IncompleteResult(f"{output.uri}: no complete result ({SUCCESS_FILE} missing: "
+                               "the run failed, is running, or was interrupted while "
+                               "publishing; see manifest.json / _last_failure.json)") from None
+    manifest = json.loads(output.read_file(MANIFEST_FILE))
+    csv = output.read_file(f"{COUNTS_DIR}/{COUNTS_FILE}")
+    if manifest.get("counts_sha256") != hashlib.sha256(csv).hexdigest():
+        raise IncompleteResult(f"{output.uri}: the CSV is not the one its manifest describes")
+    return manifest
+
+
+class IncompleteResult(OutputError):
+    """There is no complete result at an output location; the message says why."""

@@ -22,6 +22,7 @@ With ``on_error=fail`` the driver cancels the job as soon as one file fails.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -34,7 +35,16 @@ import pandas as pd
 from halo_lrg import __version__
 from halo_lrg.config import Config
 from halo_lrg.io.fetch import SourceError, file_sizes, read_text, with_resolved_endpoint
-from halo_lrg.io.output import DENSITY_FILE, OutputError, counts_csv_bytes, output_location
+from halo_lrg.io.output import (
+    DENSITY_FILE,
+    FAILURE_FILE,
+    PROGRESS_FILE,
+    SUCCESS_FILE,
+    OutputError,
+    counts_csv_bytes,
+    manifest_bytes,
+    output_location,
+)
 from halo_lrg.science.cuts import get_selection
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
@@ -78,6 +88,10 @@ class RunResult:
     density_uri: Optional[str] = None
     inputs: IndexSelection = field(repr=False, default=None)  # type: ignore[assignment]
     worker_tuning: Optional[tuning.Decision] = None
+    #: complete | partial (files skipped under on_error=skip) | failed
+    state: str = "running"
+    #: Spark's own failure (a lost executor, a killed worker), apart from files' failures.
+    spark_error: Optional[str] = None
 
     @property
     def rows(self) -> int:
@@ -110,16 +124,22 @@ def _progress_param() -> Any:
 
 class _ProgressMonitor(threading.Thread):
     """Prints a line per finished file as tasks report; cancels the job on the first
-    failure when ``on_error=fail``."""
+    failure when ``on_error=fail``; every ``report_interval`` seconds hands a snapshot of the
+    run's progress to ``report`` (the run writes it to ``<output>/_progress.json``)."""
 
-    def __init__(self, spark: Any, accumulator: Any, total: int, group: str, fail_fast: bool,
-                 interval: float, emit: Callable[[str], None]) -> None:
+    def __init__(self, spark: Any, accumulator: Any, sizes: dict[str, Optional[int]],
+                 group: str, fail_fast: bool, interval: float, emit: Callable[[str], None],
+                 report: Optional[Callable[[dict[str, Any]], None]] = None,
+                 report_interval: float = 30.0) -> None:
         super().__init__(name="halo-lrg-progress", daemon=True)
-        self.spark, self.accumulator, self.total = spark, accumulator, total
+        self.spark, self.accumulator, self.sizes = spark, accumulator, sizes
+        self.total = len(sizes)
         self.group, self.fail_fast, self.interval, self.emit = group, fail_fast, interval, emit
+        self.report, self.report_interval = report, report_interval
         self.seen: dict[str, dict] = {}
         self.first_failure: Optional[dict] = None
         self.started = time.perf_counter()
+        self._reported = self.started
         self._finished = threading.Event()
 
     def poll(self) -> None:
@@ -139,14 +159,52 @@ class _ProgressMonitor(threading.Thread):
                 self.first_failure = entry
                 self.spark.sparkContext.cancelJobGroup(self.group)
 
+    def snapshot(self, state: str = "running") -> dict[str, Any]:
+        """Files done/failed/total, rows, LRGs, bytes, elapsed and an ETA from the bytes."""
+        done = list(self.seen.values())
+        ok = [e for e in done if e["status"] == "ok"]
+        elapsed = time.perf_counter() - self.started
+        bytes_done = sum(self.sizes.get(e["uri"]) or 0 for e in done)
+        bytes_total = sum(size or 0 for size in self.sizes.values())
+        eta = None
+        if state == "running" and 0 < bytes_done < bytes_total:
+            eta = round(elapsed * (bytes_total - bytes_done) / bytes_done, 1)
+        return {"state": state, "files_total": self.total, "files_done": len(done),
+                "files_ok": len(ok), "files_failed": len(done) - len(ok),
+                "rows": sum(int(e["rows"]) for e in ok), "lrg": sum(int(e["lrg"]) for e in ok),
+                "bytes_done": bytes_done, "bytes_total": bytes_total,
+                "elapsed_seconds": round(elapsed, 1), "eta_seconds": eta,
+                "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
     def run(self) -> None:
         while not self._finished.wait(self.interval):
             self.poll()
+            if self.report is not None and \
+                    time.perf_counter() - self._reported >= self.report_interval:
+                self._reported = time.perf_counter()
+                self.report(self.snapshot())
 
     def stop(self) -> None:
         self._finished.set()
         self.join()
         self.poll()
+
+
+def _progress_writer(output: Any) -> Callable[[dict[str, Any]], None]:
+    """Writes snapshots to ``<output>/_progress.json``; a failed write is logged once and
+    never stops the run (the result, not the progress file, is what must not be lost)."""
+    warned = []
+
+    def write(snapshot: dict[str, Any]) -> None:
+        try:
+            output.write_file(PROGRESS_FILE, manifest_bytes(snapshot))
+        except (OutputError, OSError) as exc:
+            if not warned:
+                warned.append(exc)
+                log.warning("cannot write %s (%s); the run goes on",
+                            output.uri_of(PROGRESS_FILE), exc)
+
+    return write
 
 
 def _short(uri: str) -> str:
@@ -166,13 +224,13 @@ def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
     return inputs, [sizes[i] for i in order]
 
 
-def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, Any]:
+def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
     selection = get_selection(spec.config.cuts.selection, spec.config.cuts)
     ok = [f for f in result.files if f.status == "ok"]
     inputs = result.inputs
     return {
         "halo_lrg_version": __version__,
-        "state": state,  # complete | failed
+        "state": result.state,  # complete | partial (files skipped) | failed
         "index": spec.index_uri,
         "output": spec.output_uri,
         "counts_csv": result.counts_uri,
@@ -181,7 +239,11 @@ def build_manifest(spec: JobSpec, result: RunResult, state: str) -> dict[str, An
                       "parameters": dict(selection.parameters)},
         "footprint": spec.footprint.to_dict() if spec.footprint else None,
         "worker_tuning": result.worker_tuning.to_dict() if result.worker_tuning else None,
+        "spark_error": result.spark_error,
         "on_error": spec.config.run.on_error,
+        # Everything the run was configured with, so a cluster run can be checked against
+        # what was asked (credentials never enter the configuration).
+        "config": spec.config.to_dict(),
         "totals": {
             "files": len(result.files), "files_ok": len(ok),
             "files_failed": len(result.failed),
@@ -205,8 +267,10 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     ``emit`` hears one progress line per finished file; everything else the run has to say
     goes through ``logging`` (logger ``halo_lrg.spark.run``).
 
-    Raises :class:`RunFailed` (one line) when the run cannot complete; with
-    ``on_error=skip`` failed files are recorded in the manifest and the run completes.
+    The result's ``state`` is ``complete`` (every file counted) or ``partial`` (files skipped
+    under ``on_error=skip``, listed in the manifest). When the run cannot produce a result it
+    raises :class:`RunFailed` (one line) after writing ``_last_failure.json``, and leaves the
+    previous result at the output as it was.
     """
     started = time.perf_counter()
     # Tasks run in other processes: make the S3 endpoint explicit in what they receive.
@@ -214,9 +278,16 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     spec = dataclasses.replace(spec, config=config)
     try:
         output = output_location(spec.output_uri, config)
+        output.check_writable()
     except OutputError as exc:
-        raise RunFailed(str(exc)) from None
-    inputs, sizes = plan_inputs(spec)
+        raise RunFailed(f"cannot write the result: {exc}") from None
+    empty = RunResult([], 0, 0.0, None, output.manifest_uri)
+    try:
+        inputs, sizes = plan_inputs(spec)
+    except RunFailed as failure:
+        _record_failure(output, spec, empty, str(failure))
+        raise
+    empty.inputs = inputs
     for uri in inputs.duplicates:
         log.warning("duplicate index entry dropped: %s", uri)
     for uri in inputs.unparsed_names:
@@ -227,8 +298,10 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         log.info("--max-sweeps %d: %d sweep(s) left out", config.run.max_sweeps,
                  len(inputs.capped))
     if not inputs.uris:
-        raise RunFailed(f"{spec.index_uri}: no sweep files to read "
-                        "(the index is empty or everything was filtered out)")
+        message = (f"{spec.index_uri}: no sweep files to read "
+                   "(the index is empty or everything was filtered out)")
+        _record_failure(output, spec, empty, message)
+        raise RunFailed(message)
     log.info("counting LRGs (%s) in %d file(s) on %s", config.cuts.selection, len(inputs.uris),
              spark.sparkContext.master)
 
@@ -242,18 +315,18 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
 
     group = f"halo-lrg-{uuid.uuid4().hex[:12]}"
     sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
-    monitor = _ProgressMonitor(spark, progress, len(inputs.uris), group,
-                               config.run.on_error == "fail", config.run.progress_interval, emit)
+    report = _progress_writer(output)
+    monitor = _ProgressMonitor(spark, progress, dict(zip(inputs.uris, sizes)), group,
+                               config.run.on_error == "fail", config.run.progress_interval, emit,
+                               report, config.run.progress_file_seconds)
+    report(monitor.snapshot())
     monitor.start()
     statuses: list[dict[str, Any]] = []
     counts = None
     crashed: Optional[BaseException] = None
     try:
         statuses, counts = collect_partials(partials)
-        failed = any(r["status"] != "ok" for r in statuses)
-        if failed and config.run.on_error == "fail":
-            counts = None
-    except Exception as exc:  # cancelled by the monitor, or an executor died
+    except Exception as exc:  # cancelled by the monitor, or Spark itself failed
         crashed = exc
     finally:
         monitor.stop()
@@ -273,34 +346,52 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                        seconds=time.perf_counter() - started, counts_uri=None,
                        manifest_uri=output.manifest_uri, inputs=inputs,
                        worker_tuning=tune)
-
     failures = result.failed
-    if crashed is not None and not failures:
+    message = None
+    if crashed is not None and monitor.first_failure is None:
+        # Not our cancel: Spark failed (a lost executor, a killed worker). Say so, whatever
+        # files were skipped before it.
         first = str(crashed).strip().splitlines()
-        raise RunFailed(f"Spark job failed: {first[0] if first else type(crashed).__name__}")
+        result.spark_error = first[0] if first else type(crashed).__name__
+        message = f"Spark job failed: {result.spark_error}"
+    elif failures and (config.run.on_error == "fail" or len(failures) == len(results)):
+        more = f" (and {len(failures) - 1} more; see {output.uri_of(FAILURE_FILE)})" \
+            if len(failures) > 1 else ""
+        every = "every file failed; first: " if len(failures) == len(results) > 1 else ""
+        message = f"{every}{failures[0].error}{more}"
+    if message is not None or counts is None:
+        message = message or "the job returned no counts"
+        report(monitor.snapshot("failed"))
+        _record_failure(output, spec, result, message)
+        raise RunFailed(message)
+    result.state = "partial" if failures else "complete"
     try:
-        if (failures and config.run.on_error == "fail") or counts is None:
-            _retire(output, spec, result)
-            more = f" (and {len(failures) - 1} more; see {output.manifest_uri})" \
-                if len(failures) > 1 else ""
-            raise RunFailed(f"{failures[0].error}{more}")
         _publish(output, spec, result, counts)
     except OutputError as exc:
         raise RunFailed(f"cannot write the result: {exc}") from None
+    report(monitor.snapshot(result.state))
     return result
 
 
-def _retire(output: Any, spec: JobSpec, result: RunResult) -> None:
-    """A failed run: no result that looks complete, and a manifest saying what went wrong."""
-    output.remove_counts()
-    output.remove_file(DENSITY_FILE)
-    output.write_manifest(build_manifest(spec, result, "failed"))
+def _record_failure(output: Any, spec: JobSpec, result: RunResult, message: str) -> None:
+    """A run that produced no result: its manifest goes to ``_last_failure.json``, and the
+    previous result (CSV, manifest, ``_SUCCESS``) stays as it was."""
+    result.state = "failed"
+    manifest = {**build_manifest(spec, result), "error": message}
+    try:
+        output.write_file(FAILURE_FILE, manifest_bytes(manifest))
+    except (OutputError, OSError) as exc:
+        log.warning("cannot record the failure at %s (%s)", output.uri_of(FAILURE_FILE), exc)
+    result.manifest_uri = output.uri_of(FAILURE_FILE)
 
 
 def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame) -> None:
-    """The CSV (one write), the optional density table, then the manifest, which comes last
-    so that a manifest saying "complete" always describes the files beside it."""
-    output.replace_counts(counts_csv_bytes(counts))
+    """Replace the previous result with this complete one: ``_SUCCESS`` goes first, then
+    the CSV (one write), the optional density table, the manifest (with the CSV's SHA-256),
+    and ``_SUCCESS`` again last; a reader that finds it sees one run's files."""
+    output.remove_file(SUCCESS_FILE)
+    csv = counts_csv_bytes(counts)
+    output.replace_counts(csv)
     result.counts_uri = output.counts_uri
     if spec.with_density:
         from halo_lrg.science.density import density_table
@@ -311,7 +402,10 @@ def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame
         result.density_uri = output.uri_of(DENSITY_FILE)
     else:
         output.remove_file(DENSITY_FILE)  # a stale one from an earlier run would mislead
-    output.write_manifest(build_manifest(spec, result, "complete"))
+    output.write_manifest({**build_manifest(spec, result),
+                           "counts_sha256": hashlib.sha256(csv).hexdigest()})
+    output.remove_file(FAILURE_FILE)  # an earlier failure is not this result's story
+    output.write_file(SUCCESS_FILE, b"")
 
 
 def summary_lines(result: RunResult) -> list[str]:
