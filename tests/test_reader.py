@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from halo_lrg.fits.reader import MissingColumnsError, SweepError, iter_column_chunks, open_sweep
+from halo_lrg.fits.reader import MissingColumnsError, SweepError, iter_column_chunks, sweep_layout
 
 # Every kind of column a sweep has: int16/32/64, float32/64, uint8, bool, strings, a 5E array.
 MIXED = ["RELEASE", "BRICKID", "BRICKNAME", "REF_ID", "TYPE", "RA", "DEC", "DCHISQ",
@@ -40,21 +40,28 @@ def test_fast_path_equals_fitsio_column_for_column(sample, chunk_rows):
         np.testing.assert_array_equal(fast[column], expected, err_msg=column)
 
 
-def test_fast_path_is_used_for_sweeps_and_fitsio_for_scaled_columns(tmp_path):
+@pytest.mark.parametrize("fast", [True, False])
+def test_unsigned_by_offset_columns_are_read_as_unsigned_on_both_paths(tmp_path, fast):
     path = tmp_path / "scaled.fits"
     data = np.zeros(10, dtype=[("BRICKNAME", "S8"), ("NOBS", "u2")])
     data["NOBS"] = np.arange(65530, 65540) % 65536
     fitsio.write(str(path), data, extname="SWEEP")  # uint16 is stored as int16 + TZERO
-    with open_sweep(str(path)) as (_f, _h, layout):
-        assert layout.fields is None
-    got, _ = read_all(path, ["NOBS"], 3, fast=True)
+    layout = sweep_layout(str(path))
+    assert layout.columns["NOBS"].offset_type == "u2"
+    assert not layout.needs_fitsio(["NOBS"])  # the fast path reads it: no fitsio needed
+    got, _ = read_all(path, ["NOBS"], 3, fast=fast)
+    assert got["NOBS"].dtype == np.uint16
     np.testing.assert_array_equal(got["NOBS"], data["NOBS"])
 
 
 def test_sweep_layout_is_found_by_extname(sample):
-    with open_sweep(str(sample["paths"][0])) as (_f, _h, layout):
-        assert layout.row_bytes == 505 and len(layout.columns) == 130
-        assert layout.fields is not None and layout.nrows == sample["summaries"][0].rows
+    layout = sweep_layout(str(sample["paths"][0]))
+    assert layout.hdu_index == 1 and layout.extname == "SWEEP"
+    assert layout.row_bytes == 505 and len(layout.columns) == 130
+    assert not layout.needs_fitsio(layout.columns)
+    assert layout.nrows == sample["summaries"][0].rows
+    assert layout.columns["GAIA_DUPLICATED_SOURCE"].logical
+    assert not layout.columns["BRICKNAME"].logical
 
 
 def test_not_fits_is_named(defects):

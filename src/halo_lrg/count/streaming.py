@@ -3,12 +3,12 @@ temp file and the reader follows it, one row chunk behind, so network and CPU ov
 HTTP(S) it is one stream; on S3, concurrent ranged GETs written at their offsets, the reader
 following the contiguous prefix.
 
-The FITS headers are parsed from the first bytes (halo_lrg.fits.layout), so no complete file
-is needed to start. Nothing is returned until the whole download is verified (its length
-against Content-Length and the header's declared size): a truncated download is never counted,
-and a retry that starts the file over only makes the reader wait, since the same bytes come
-back. Tables the parser does not cover (scaled columns, heaps) are counted after the download
-with fitsio, as any local file.
+The FITS headers are parsed from the first bytes by the layout model every reader uses
+(halo_lrg.fits.layout), so no complete file is needed to start. Nothing is returned until the
+whole download is verified (its length against Content-Length and the header's declared size):
+a truncated download is never counted, and a retry that starts the file over only makes the
+reader wait, since the same bytes come back. Tables whose needed columns only fitsio reads
+(variable-length or bit arrays) are counted after the download, as any local file.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from halo_lrg.count.local import (
     count_sweep_file,
     tally_chunks,
 )
-from halo_lrg.fits.layout import BLOCK, parse_cards, table_layout
-from halo_lrg.fits.reader import MissingColumnsError, SweepError, _decode
+from halo_lrg.fits.layout import FitsError, ReadAt, find_table
+from halo_lrg.fits.reader import Fill, SweepError, select_columns, table_chunks
 from halo_lrg.io.fetch import TEMP_PREFIX, _translated
 from halo_lrg.science.cuts import Selection
 from halo_lrg.science.footprint import Footprint
@@ -106,43 +106,45 @@ def _pread_exact(fd: int, download: GrowingDownload, size: int, offset: int) -> 
         # A retry started the file over between our wait and our read: wait again.
 
 
-def _header(fd: int, download: GrowingDownload, at: int) -> tuple[dict, int]:
-    size = BLOCK
-    while True:
-        cards, length = parse_cards(_pread_exact(fd, download, size, at))
-        if length is not None:
-            return cards, length
-        size += BLOCK
+def _read_upto(fd: int, download: GrowingDownload, size: int, offset: int) -> bytes:
+    """Header reads: as :func:`_pread_exact`, but short at the end of a complete download,
+    as a file read is at its end (the HDU walk stops there)."""
+    try:
+        return _pread_exact(fd, download, size, offset)
+    except SweepError:
+        if download.error is not None or not download.finished:
+            raise
+        return os.pread(fd, size, offset)
+
+
+def layout_chunks(uri: str, read_at: ReadAt, fill: Fill, columns: tuple[str, ...],
+                  optional: tuple[str, ...], chunk_rows: int,
+                  raw_strings: tuple[str, ...] = (BRICKNAME,)
+                  ) -> Optional[Iterator[dict[str, np.ndarray]]]:
+    """The table's row chunks from any byte source, by the layout model every reader uses:
+    headers through ``read_at``, rows through ``fill``. None when a needed column can only
+    be read by fitsio (variable-length or bit arrays)."""
+    try:
+        layout = find_table(read_at)
+    except FitsError as exc:
+        raise SweepError(uri, str(exc)) from None
+    wanted = select_columns(uri, layout, columns, optional)
+    if layout.needs_fitsio(wanted):
+        return None
+    return table_chunks(uri, layout, wanted, chunk_rows, raw_strings, fill)
 
 
 def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[str, ...],
-                   optional: tuple[str, ...], chunk_rows: int
+                   optional: tuple[str, ...], chunk_rows: int,
+                   raw_strings: tuple[str, ...] = (BRICKNAME,)
                    ) -> Optional[Iterator[dict[str, np.ndarray]]]:
-    primary, primary_length = _header(fd, download, 0)
-    if int(primary.get("NAXIS", 0)) != 0:
-        return None  # data in the primary HDU: not a sweep layout we stream
-    cards, table_length = _header(fd, download, primary_length)
-    layout = table_layout(cards)
-    if layout is None:
-        return None
-    nrows, row_bytes, dtype, logical = layout
-    data_start = primary_length + table_length
-    wanted = [c.upper() for c in dict.fromkeys(columns)]
-    missing = [c for c in wanted if c not in dtype.names]
-    if missing:
-        raise MissingColumnsError(uri, missing)
-    wanted += [c for c in optional if c in dtype.names and c not in wanted]
-    view = np.dtype({"names": wanted, "formats": [dtype.fields[c][0] for c in wanted],
-                     "offsets": [dtype.fields[c][1] for c in wanted], "itemsize": row_bytes})
+    def read_at(offset: int, size: int) -> bytes:
+        return _read_upto(fd, download, size, offset)
 
-    def chunks() -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, nrows, chunk_rows):
-            n = min(chunk_rows, nrows - start)
-            raw = _pread_exact(fd, download, n * row_bytes, data_start + start * row_bytes)
-            records = np.frombuffer(raw, dtype=view, count=n)
-            yield {c: _decode(records[c], c in logical, c == BRICKNAME) for c in wanted}
+    def fill(offset: int, view: memoryview) -> None:
+        view[:] = _pread_exact(fd, download, len(view), offset)
 
-    return chunks()
+    return layout_chunks(uri, read_at, fill, columns, optional, chunk_rows, raw_strings)
 
 
 def stream_count(uri: str, config: Config, selection: Selection,

@@ -1,33 +1,44 @@
 """Read the columns a selection needs from a SWEEP file, in row chunks.
 
-Two ways, one result:
+Every path takes the table from one layout model (:mod:`halo_lrg.fits.layout`), parsed from
+the file's headers:
 
-* the **fitsio path** (the reference): ``hdu.read(columns=..., rows=...)`` chunk by chunk;
-* the **fast path**: fitsio locates the table (data offset, row width, each column's byte offset
-  and dtype), then plain ``readinto`` of contiguous row chunks is viewed through a numpy dtype
-  holding only the needed fields. A sweep row is 505 bytes of which a selection needs ~60;
-  FITS tables are row-major, so every byte is read either way, but numpy's strided view skips
-  fitsio's per-row decoding.
+* the **fast path**: contiguous row chunks are read into one reused buffer and viewed through
+  a numpy dtype naming only the needed fields (a sweep row is 505 bytes of which a selection
+  needs ~60), then decoded by :func:`~halo_lrg.fits.layout.decode`; no per-row Python work.
+  The streaming reader (count.streaming) runs the same :func:`table_chunks` on a download.
+* the **fitsio path** (``read.fast_path = false``, or a needed column the view cannot decode:
+  variable-length or bit arrays): fitsio reads the same HDU and its arrays are brought to the
+  fast path's form (logicals bool, strings stripped ``str``, native byte order).
 
-The fast path applies to uncompressed binary tables of fixed-width columns (every sweep); other
-HDUs (tile-compressed, variable-length arrays, scaled columns) go through fitsio.
-
-fitsio reads a truncated file without complaint (missing bytes come back as zeros), so the
-file's size is checked against the header before any row is read.
+fitsio misreads integer columns scaled other than by the unsigned-offset convention (it copies
+the stored bytes into a wider or float field, then scales garbage; float columns it scales in
+float32): on the fitsio path those columns are decoded from the raw rows as on the fast path.
+fitsio also reads a truncated file without complaint (zeros), so the file's size is checked
+against the layout before any row is read.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Optional
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-SWEEP_EXTNAME = "SWEEP"
-LOGICAL_RAW = "S1"  # how the fast path views a FITS logical (TFORM L) byte
+from halo_lrg.fits.layout import (
+    Column,
+    FitsError,
+    ReadAt,
+    TableLayout,
+    decode,
+    find_table,
+    normalise_string,
+)
+
+#: Fills a buffer with the file's bytes from an offset, or raises (a truncated file).
+Fill = Callable[[int, memoryview], None]
 
 
 class SweepError(Exception):
@@ -54,105 +65,82 @@ class MissingColumnsError(SweepError):
         return type(self), (self.path, self.missing)
 
 
-@dataclass(frozen=True)
-class TableLayout:
-    """Where a sweep's binary table lies in its file, as fitsio reports it."""
-
-    path: str
-    hdu_index: int
-    nrows: int
-    row_bytes: int
-    data_start: int
-    columns: tuple[str, ...]
-    #: Columns' numpy dtypes and byte offsets in a row, for the fast path (None: not possible).
-    fields: Optional[dict[str, tuple[np.dtype, int]]]
-
-    @property
-    def data_bytes(self) -> int:
-        return self.nrows * self.row_bytes
+def file_reader(fh: Any) -> ReadAt:
+    """``read_at`` over an open binary file: short only at its end."""
+    def read_at(offset: int, size: int) -> bytes:
+        fh.seek(offset)
+        return fh.read(size)
+    return read_at
 
 
-def _find_table(fits: Any, path: str) -> int:
-    """The HDU holding the sweep: EXTNAME SWEEP if present, else the first binary table."""
-    for index, hdu in enumerate(fits):
-        if hdu.get_extname().strip().upper() == SWEEP_EXTNAME:
-            return index
-    for index, hdu in enumerate(fits):
-        if hdu.get_exttype() == "BINARY_TBL":
-            return index
-    raise SweepError(path, "no binary table HDU (a sweep keeps its catalogue in HDU 1)")
+def file_fill(path: str, layout: TableLayout, fh: Any) -> Fill:
+    """A :data:`Fill` reading ``fh`` with ``readinto`` (no copy); a short file is an error."""
+    def fill(offset: int, view: memoryview) -> None:
+        fh.seek(offset)
+        got = 0
+        while got < len(view):  # readinto may return short reads on pipes/network mounts
+            more = fh.readinto(view[got:])
+            if not more:
+                row = (offset - layout.data_start + got) // layout.row_bytes
+                raise SweepError(path, f"truncated at row {row:,} of {layout.nrows:,}")
+            got += more
+    return fill
 
 
-def _fast_fields(hdu: Any, header: Any) -> Optional[dict[str, tuple[np.dtype, int]]]:
-    """Column dtypes and offsets from fitsio's record dtype, or None where a view can't work."""
-    if header.get("ZIMAGE") or header.get("ZTABLE") or int(header.get("PCOUNT", 0)) != 0:
-        return None  # compressed, or a heap of variable-length arrays
-    for i in range(1, int(header.get("TFIELDS", 0)) + 1):
-        if f"TSCAL{i}" in header or f"TZERO{i}" in header:
-            return None  # scaled or unsigned-by-offset columns need fitsio's conversion
-    dtype, offsets, isvar = hdu.get_rec_dtype()
-    if any(isvar) or dtype.itemsize != int(header["NAXIS1"]):
-        return None
-    fields = {name: (dtype.fields[name][0], int(off)) for name, off in zip(dtype.names, offsets)}
-    for i, name in enumerate(dtype.names, start=1):
-        if str(header.get(f"TFORM{i}", "")).strip().endswith("L"):
-            # FITS logicals are the ASCII bytes 'T'/'F' (0 for null): a numpy bool view would
-            # read 'F' as True, so view the raw byte and decode it in _decode.
-            fields[name] = (np.dtype(LOGICAL_RAW), fields[name][1])
-    return fields
-
-
-@contextmanager
-def open_sweep(path: str) -> Iterator[tuple[Any, Any, TableLayout]]:
-    """Open ``path`` with fitsio and validate it as a sweep: ``(fits, hdu, layout)``.
-
-    Raises :class:`SweepError` naming the file for anything that is not a readable,
-    complete binary table.
-    """
-    import fitsio
-
+def sweep_layout(path: str) -> TableLayout:
+    """The layout of ``path``'s table (see :func:`~halo_lrg.fits.layout.find_table`), checked
+    against the file's size. Raises :class:`SweepError` naming the file."""
     try:
         size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            layout = find_table(file_reader(fh))
     except OSError as exc:
         raise SweepError(path, f"cannot read file ({exc.strerror or exc})") from None
-    if size == 0:
-        raise SweepError(path, "empty file (0 bytes), not FITS")
-    try:
-        fits = fitsio.FITS(path)
-    except OSError as exc:
-        raise SweepError(path, f"not a FITS file ({_first_line(exc)})") from None
-    try:
-        index = _find_table(fits, path)
-        hdu = fits[index]
-        header = hdu.read_header()
-        if hdu.get_exttype() != "BINARY_TBL":
-            raise SweepError(path, f"HDU {index} is {hdu.get_exttype()}, not a binary table")
-        nrows = int(hdu.get_nrows())
-        row_bytes = int(header["NAXIS1"])
-        data_start = int(hdu.get_offsets()["data_start"])
-        needed = data_start + nrows * row_bytes
-        if size < needed:
-            raise SweepError(
-                path, f"truncated: the header declares {nrows:,} rows of {row_bytes} bytes "
-                      f"({needed:,} bytes with headers) but the file holds {size:,} bytes")
-        layout = TableLayout(path, index, nrows, row_bytes, data_start,
-                             tuple(c.upper() for c in hdu.get_colnames()),
-                             _fast_fields(hdu, header))
-    except SweepError:
-        fits.close()
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        fits.close()
-        raise SweepError(path, f"unreadable FITS table ({_first_line(exc)})") from None
-    try:
-        yield fits, hdu, layout
-    finally:
-        fits.close()
+    except FitsError as exc:
+        raise SweepError(path, str(exc)) from None
+    if size < layout.data_end:
+        heap = f" and a {layout.heap_bytes:,}-byte heap" if layout.heap_bytes else ""
+        raise SweepError(
+            path, f"truncated: the header declares {layout.nrows:,} rows of "
+                  f"{layout.row_bytes} bytes{heap} ({layout.data_end:,} bytes with headers) "
+                  f"but the file holds {size:,} bytes")
+    return layout
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def select_columns(path: str, layout: TableLayout, columns: Sequence[str],
+                   optional: Sequence[str] = ()) -> list[str]:
+    """Upper-case names to read: every one of ``columns`` (else :class:`MissingColumnsError`
+    naming the absent ones), then those of ``optional`` the table has."""
+    wanted = list(dict.fromkeys(c.upper() for c in columns))
+    missing = [c for c in wanted if c not in layout.columns]
+    if missing:
+        raise MissingColumnsError(path, missing)
+    return wanted + [c for c in dict.fromkeys(c.upper() for c in optional)
+                     if c in layout.columns and c not in wanted]
+
+
+def table_chunks(path: str, layout: TableLayout, names: Sequence[str], chunk_rows: int,
+                 raw_strings: Iterable[str], fill: Fill) -> Iterator[dict[str, np.ndarray]]:
+    """``{name: array}`` for successive chunks of at most ``chunk_rows`` rows, read by
+    ``fill`` into one reused buffer (memory is chunk_rows x row_bytes whatever the file's
+    size) and decoded from a strided view."""
+    if not names or layout.nrows == 0:
+        return
+    dtype = layout.view_dtype(names)
+    columns = [layout.columns[n] for n in names]
+    raw = {c.upper() for c in raw_strings}
+    buffer = bytearray(min(chunk_rows, layout.nrows) * layout.row_bytes)
+    for start in range(0, layout.nrows, chunk_rows):
+        n = min(chunk_rows, layout.nrows - start)
+        view = memoryview(buffer)[: n * layout.row_bytes]
+        fill(layout.data_start + start * layout.row_bytes, view)
+        records = np.frombuffer(view, dtype=dtype, count=n)
+        try:
+            chunk = {c.name: decode(records[c.name], c, c.name in raw)
+                     for c in columns}
+        except FitsError as exc:
+            raise SweepError(path, str(exc)) from None
+        yield chunk
 
 
 def iter_column_chunks(
@@ -167,90 +155,88 @@ def iter_column_chunks(
 
     Column names are matched case-insensitively and returned upper case. A required column
     that is absent raises :class:`MissingColumnsError` naming it; optional ones are read when
-    present. Numbers come back in native byte order. Strings come back as ``str`` with
-    padding stripped, except the columns named in ``raw_strings``: those stay fixed-width
-    bytes (``S<n>``, padding kept), which is much cheaper to group by. An empty table yields
-    nothing.
+    present. Numbers come back in native byte order, TSCAL/TZERO applied; FITS logicals as
+    bool. Strings come back as ``str`` with padding stripped, except the columns named in
+    ``raw_strings``: those stay fixed-width bytes (``S<n>``, padding kept), which is much
+    cheaper to group by. An empty table yields nothing. ``fast_path=False`` reads through
+    fitsio.
     """
     if chunk_rows <= 0:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-    with open_sweep(path) as (_fits, hdu, layout):
-        wanted = [c.upper() for c in dict.fromkeys(columns)]
-        missing = [c for c in wanted if c not in layout.columns]
-        if missing:
-            raise MissingColumnsError(path, missing)
-        wanted += [c.upper() for c in optional_columns
-                   if c.upper() in layout.columns and c.upper() not in wanted]
-        if layout.nrows == 0:
-            return
-        raw = {c.upper() for c in raw_strings}
-        if fast_path and layout.fields is not None:
-            yield from _fast_chunks(layout, wanted, chunk_rows, raw)
-        else:
-            yield from _fitsio_chunks(hdu, layout, wanted, chunk_rows, raw)
+    layout = sweep_layout(path)
+    wanted = select_columns(path, layout, columns, optional_columns)
+    if layout.nrows == 0:
+        return
+    raw = {c.upper() for c in raw_strings}
+    if fast_path and not layout.needs_fitsio(wanted):
+        with open(path, "rb", buffering=0) as fh:
+            yield from table_chunks(path, layout, wanted, chunk_rows, raw,
+                                    file_fill(path, layout, fh))
+    else:
+        yield from _fitsio_chunks(path, layout, wanted, chunk_rows, raw)
 
 
-def _fitsio_chunks(hdu: Any, layout: TableLayout, wanted: list[str], chunk_rows: int,
+def _fitsio_misreads(column: Column) -> bool:
+    return column.scaled and column.offset_type is None and not column.unsupported
+
+
+def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows: int,
                    raw: set[str]) -> Iterator[dict[str, np.ndarray]]:
-    actual = {c.upper(): c for c in hdu.get_colnames()}
-    names = [actual[c] for c in wanted]
-    for start in range(0, layout.nrows, chunk_rows):
-        stop = min(start + chunk_rows, layout.nrows)
+    import fitsio
+
+    ours = [c for c in wanted if _fitsio_misreads(layout.columns[c])]
+    theirs = [c for c in wanted if c not in ours]
+    with ExitStack() as stack:
         try:
-            data = hdu.read(columns=names, rows=np.arange(start, stop))
-        except OSError as exc:
-            raise SweepError(layout.path, f"read failed at rows {start:,}-{stop:,} "
-                                          f"({_first_line(exc)})") from None
-        yield {c: _normalise(data[n], c in raw) for c, n in zip(wanted, names)}
-
-
-def view_dtype(layout: TableLayout, wanted: Sequence[str]) -> np.dtype:
-    """A dtype as wide as a row that names only ``wanted``: a strided view of the raw bytes."""
-    assert layout.fields is not None
-    by_upper = {name.upper(): spec for name, spec in layout.fields.items()}
-    return np.dtype({"names": list(wanted),
-                     "formats": [by_upper[c][0] for c in wanted],
-                     "offsets": [by_upper[c][1] for c in wanted],
-                     "itemsize": layout.row_bytes})
-
-
-def _fast_chunks(layout: TableLayout, wanted: list[str], chunk_rows: int,
-                 raw: set[str]) -> Iterator[dict[str, np.ndarray]]:
-    dtype = view_dtype(layout, wanted)
-    # One buffer, reused: memory is chunk_rows x row_bytes whatever the file's size.
-    buffer = bytearray(min(chunk_rows, layout.nrows) * layout.row_bytes)
-    with open(layout.path, "rb", buffering=0) as fh:
-        fh.seek(layout.data_start)
+            fits = stack.enter_context(fitsio.FITS(path))
+            hdu = fits[layout.hdu_index]
+            kind, nrows = hdu.get_exttype(), int(hdu.get_nrows())
+            colnames = hdu.get_colnames()
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise SweepError(path, f"fitsio cannot read HDU {layout.hdu_index} "
+                                   f"({_first_line(exc)})") from None
+        if kind != "BINARY_TBL" or nrows != layout.nrows:
+            raise SweepError(path, f"fitsio sees HDU {layout.hdu_index} as {kind} of {nrows:,} "
+                                   f"rows, the header a binary table of {layout.nrows:,}")
+        names = [colnames[layout.columns[c].index] for c in theirs]
+        own: Optional[Iterator[dict[str, np.ndarray]]] = None
+        if ours:
+            fh = stack.enter_context(open(path, "rb", buffering=0))
+            own = table_chunks(path, layout, ours, chunk_rows, raw, file_fill(path, layout, fh))
         for start in range(0, layout.nrows, chunk_rows):
-            n = min(chunk_rows, layout.nrows - start)
-            view = memoryview(buffer)[: n * layout.row_bytes]
-            got = fh.readinto(view)
-            while got < len(view):  # readinto may return short reads on pipes/network mounts
-                more = fh.readinto(view[got:])
-                if not more:
-                    row = start + got // layout.row_bytes
-                    raise SweepError(layout.path, f"truncated at row {row:,} of {layout.nrows:,}")
-                got += more
-            records = np.frombuffer(view, dtype=dtype, count=n)
-            # Copy each field out: the buffer is overwritten by the next chunk.
-            yield {c: _decode(records[c], dtype.fields[c][0] == LOGICAL_RAW, c in raw)
-                   for c in wanted}
+            stop = min(start + chunk_rows, layout.nrows)
+            chunk: dict[str, np.ndarray] = {}
+            if theirs:
+                try:
+                    data = hdu.read(columns=names, rows=np.arange(start, stop))
+                except (OSError, ValueError) as exc:
+                    raise SweepError(path, f"read failed at rows {start:,}-{stop:,} "
+                                           f"({_first_line(exc)})") from None
+                try:
+                    for c, n in zip(theirs, names):
+                        chunk[c] = _from_fitsio(data[n], layout.columns[c], c in raw,
+                                                stop - start)
+                except FitsError as exc:
+                    raise SweepError(path, str(exc)) from None
+            if own is not None:
+                chunk.update(next(own))
+            yield {c: chunk[c] for c in wanted}
 
 
-def _decode(values: np.ndarray, logical: bool, raw: bool) -> np.ndarray:
-    if logical:
-        return values == b"T"
-    return _normalise(values, raw)
+def _from_fitsio(values: np.ndarray, column: Column, raw: bool, n: int) -> np.ndarray:
+    """fitsio's array in the fast path's form."""
+    if column.string:
+        return normalise_string(values, raw, column.name)
+    if column.unsupported:
+        return np.array(values)
+    if column.logical:
+        out = np.array(values) if values.dtype.kind == "b" else values == b"T"
+    else:
+        out = values.astype(values.dtype.newbyteorder("="))
+    # fitsio shapes a field by its TDIMn; the view by its repeat alone.
+    return out.reshape((n,) if column.repeat == 1 else (n, column.repeat))
 
 
-def _normalise(values: np.ndarray, raw: bool = False) -> np.ndarray:
-    """A contiguous copy in native byte order (so later arithmetic needs no byte swapping);
-    strings stripped to ``str`` unless ``raw``."""
-    kind = values.dtype.kind
-    if kind in "SU":
-        if raw:
-            width = values.dtype.itemsize // (4 if kind == "U" else 1)
-            return np.ascontiguousarray(values.astype(f"S{width}"))
-        text = values.astype("U") if kind == "S" else values
-        return np.char.rstrip(text) if text.size else text
-    return values.astype(values.dtype.newbyteorder("="), copy=True)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
