@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -88,3 +89,39 @@ def test_missing_java_is_one_line_saying_what_to_install(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "Spark needs Java 17" in lines[0] and "no-jdk has no bin/java" in lines[0]
+
+
+def test_desi_lrg_follows_a_photsys_column_through_the_whole_run(spark, tmp_path):
+    # desitarget writes PHOTSYS as a 1-character string; a RELEASE that says north (9011)
+    # must not win over PHOTSYS = 'S', on the way through `halo-lrg run` and Spark.
+    import fitsio
+    from numpy.lib import recfunctions
+
+    from halo_lrg.survey.names import SweepBox, sweep_name
+    from halo_lrg.survey.synth import generate_sweep
+
+    paths = []
+    for k in range(2):
+        box = SweepBox(150.0 + 5 * k, 155.0 + 5 * k, 0.0, 5.0)
+        path = tmp_path / sweep_name(box)
+        generate_sweep(path, box, 8000, seed=k, release_default=9011,
+                       release_10002_fraction=0.0)
+        with fitsio.FITS(str(path)) as fits:
+            primary, data = fits[0].read_header(), fits["SWEEP"].read()
+        data = recfunctions.append_fields(data, "PHOTSYS", np.full(len(data), b"S"),
+                                          dtypes="S1", usemask=False)
+        with fitsio.FITS(str(path), "rw", clobber=True) as fits:
+            fits.write(None, header=primary)
+            fits.write(data, extname="SWEEP")
+        paths.append(path)
+    index = tmp_path / "index.txt"
+    index.write_text("".join(f"{p}\n" for p in paths))
+    csv = {}
+    for selection in ("desi-lrg", "desi-lrg-south", "desi-lrg-north"):
+        result = invoke("run", "--index", str(index), "--output", str(tmp_path / selection),
+                        "--selection", selection)
+        assert result.exit_code == 0, result.output
+        csv[selection] = (tmp_path / selection / "lrg_counts_per_brick/part-00000.csv"
+                          ).read_text()
+    assert csv["desi-lrg"] == csv["desi-lrg-south"]
+    assert csv["desi-lrg"] != csv["desi-lrg-north"]
