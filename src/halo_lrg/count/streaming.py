@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Optional
-from urllib.parse import urlparse
 
 import numpy as np
 
@@ -35,7 +32,8 @@ from halo_lrg.count.local import (
 )
 from halo_lrg.fits.layout import FitsError, ReadAt, find_table
 from halo_lrg.fits.reader import Fill, SweepError, select_columns, table_chunks
-from halo_lrg.io.fetch import TEMP_PREFIX, _translated
+from halo_lrg.io.fetch import _translated, download_name
+from halo_lrg.io.workdir import task_workdir
 from halo_lrg.science.cuts import Selection
 from halo_lrg.science.footprint import Footprint
 
@@ -152,9 +150,8 @@ def stream_count(uri: str, config: Config, selection: Selection,
     """Count an http(s) or s3 sweep while downloading it; the temp file goes, whatever
     happens."""
     started = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.remote.tmp_dir or None)
-    dest = os.path.join(workdir, os.path.basename(urlparse(uri).path) or "download")
-    try:
+    with task_workdir(config.remote.tmp_dir) as workdir:
+        dest = os.path.join(workdir, download_name(uri))
         with _translated(uri):
             # The reader's descriptor exists before the download starts: a failed download
             # removes its file, and a reader opening the name after that would report a
@@ -166,8 +163,6 @@ def stream_count(uri: str, config: Config, selection: Selection,
         finally:
             os.close(fd)
         return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _count_while_downloading(uri: str, dest: str, fd: int, config: Config,
