@@ -165,3 +165,17 @@ def test_defects_are_what_they_claim(defects, tmp_path):
     dr9 = write_defect(tmp_path / "sweep-000p000-010p005.fits", "dr9")
     assert fitsio.read_header(str(dr9), 1)["NAXIS1"] == dr9_dtype().itemsize == 449
     assert len(fitsio.FITS(str(dr9))[1].get_colnames()) == 115
+
+
+def test_synth_boxes_are_distinct_up_to_the_whole_sky():
+    from halo_lrg.survey.synth import sample_boxes
+
+    assert [sweep_name(b) for b in sample_boxes(4, 150.0, 0.0)] == [
+        "sweep-150p000-155p005.fits", "sweep-150p005-155p010.fits",
+        "sweep-155p000-160p005.fits", "sweep-155p005-160p010.fits"]
+    for files in (1296, 1297, 1436, 2592):  # DR10 south has 1436; the sky 72 x 36
+        boxes = sample_boxes(files, 150.0, 0.0)
+        assert len({sweep_name(b) for b in boxes}) == files
+        assert all(-90 <= b.dec_min < b.dec_max <= 90 for b in boxes)
+    with pytest.raises(ValueError, match="only 2592 distinct"):
+        sample_boxes(2593, 150.0, 0.0)

@@ -294,15 +294,26 @@ def generate_sweep(
 
 
 def sample_boxes(files: int, ra_start: float, dec_start: float) -> list[SweepBox]:
-    """``files`` DR10 boxes tiling a near-square patch from (ra_start, dec_start): columns of
-    boxes stacked in Dec (adjacent boxes share the bricks on their common edge), then the
-    next column east. Columns never cross Dec +90."""
-    per_column = max(1, min(math.ceil(math.sqrt(files)),
-                            int((90.0 - dec_start) // BOX_SIZE_DEG)))
+    """``files`` distinct DR10 boxes tiling a near-square patch from (ra_start, dec_start):
+    columns of boxes stacked in Dec (adjacent boxes share the bricks on their common edge),
+    then the next column east. Columns never cross Dec +90; when the patch would wrap all the
+    way round in RA, columns grow south of ``dec_start`` instead, down to the pole, so any
+    count up to the whole sky (72 x 36 boxes) gives distinct files."""
+    columns = int(round(360.0 / BOX_SIZE_DEG))
+    rows_north = int((90.0 - dec_start) // BOX_SIZE_DEG)
+    rows_south = int((dec_start + 90.0) // BOX_SIZE_DEG)
+    if files > columns * (rows_north + rows_south):
+        raise ValueError(f"{files} files: the sky holds only {columns * (rows_north + rows_south)}"
+                         f" distinct {BOX_SIZE_DEG:g}°x{BOX_SIZE_DEG:g}° boxes from Dec "
+                         f"{dec_start:g}")
+    per_column = max(1, min(math.ceil(math.sqrt(files)), rows_north))
+    if math.ceil(files / per_column) > columns:
+        per_column = math.ceil(files / columns)
     boxes = []
     for k in range(files):
         ra = (ra_start + (k // per_column) * BOX_SIZE_DEG) % 360.0
-        dec = dec_start + (k % per_column) * BOX_SIZE_DEG
+        row = k % per_column
+        dec = dec_start + (row if row < rows_north else rows_north - 1 - row) * BOX_SIZE_DEG
         boxes.append(SweepBox(ra, ra + BOX_SIZE_DEG, dec, dec + BOX_SIZE_DEG))
     return boxes
 
