@@ -123,3 +123,86 @@ def test_density_regions_plot_through_the_cli(tmp_path):
     assert result.exit_code == 0 and (tmp_path / "map.png").stat().st_size > 10_000
     result = runner.invoke(main, ["density", str(tmp_path / "nope.csv"), "--output", "x.csv"])
     assert result.exit_code == 1 and "nope.csv: no such file" in result.output
+
+
+def test_synth_randoms_then_area_then_density_through_the_cli(tmp_path):
+    from halo_lrg.science.area import AREA_COLUMNS
+    from halo_lrg.survey.names import SweepBox
+    from halo_lrg.survey.synth import PlantedMask
+
+    runner = CliRunner()
+    out = tmp_path / "sample"
+    result = runner.invoke(main, ["synth", str(out), "--files", "1", "--rows", "20000",
+                                  "--seed", "5", "--ra-start", "150", "--dec-start", "0",
+                                  "--randoms", "2"])
+    assert result.exit_code == 0, result.output
+    listed = (out / "randoms.txt").read_text().split()
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["randoms-1-0.fits", "randoms-1-1.fits"]
+    assert "unmasked (mask bits 12290)" in result.output
+    # the same mask is planted in the sweep: objects in the hole carry MASKBITS bit 1
+    mask = PlantedMask.default_for(SweepBox(150.0, 155.0, 0.0, 5.0))
+    sweep = fitsio.read(str(out / "sweep-150p000-155p005.fits"), columns=["RA", "DEC",
+                                                                            "MASKBITS"])
+    hole = mask.in_hole(sweep["RA"], sweep["DEC"])
+    assert hole.any() and (sweep["MASKBITS"][hole] & 2).all()
+
+    area_csv = tmp_path / "area.csv"
+    result = runner.invoke(main, ["area", "--randoms", str(out / "randoms.txt"), "--output",
+                                  str(area_csv)])
+    assert result.exit_code == 0, result.output
+    assert "[1/2] randoms-1-0.fits" in result.output and "[2/2] randoms-1-1.fits" in result.output
+    area = pd.read_csv(area_csv, dtype={"brickname": str})
+    assert area.columns.tolist() == AREA_COLUMNS
+    truth = mask.unmasked_area(150.0, 155.0, 0.0, 5.0)
+    sigma = np.sqrt(area["n_kept"].sum()) / (2500 * 2)
+    assert abs(area["area_eff_deg2"].sum() - truth) < 4 * sigma
+    np.testing.assert_allclose(area["area_eff_deg2"], area["n_kept"] / 5000)
+
+    unmasked_csv = tmp_path / "all.csv"
+    result = runner.invoke(main, ["area", "--randoms", str(out / "randoms.txt"), "--output",
+                                  str(unmasked_csv), "--mask-bits", "0"])
+    assert result.exit_code == 0, result.output
+    no_bits = pd.read_csv(unmasked_csv)
+    assert (no_bits["n_randoms"] == area["n_randoms"]).all()
+    assert no_bits["n_kept"].sum() > area["n_kept"].sum()
+
+    counts = counts_in_box(150, 152, 0, 3, per_brick=35)
+    counts.to_csv(tmp_path / "counts.csv", index=False)
+    result = runner.invoke(main, ["density", str(tmp_path / "counts.csv"), "--area",
+                                  str(area_csv), "--output", str(tmp_path / "density.csv")])
+    assert result.exit_code == 0, result.output
+    assert "effective area" in result.output
+    density = pd.read_csv(tmp_path / "density.csv", dtype={"brickname": str})
+    assert density.columns.tolist()[-2:] == ["area_eff_deg2", "lrg_density_eff"]
+    bitten = density["area_eff_deg2"] == 0  # bricks wholly in the hole
+    assert bitten.any() and density["lrg_density_eff"][bitten].isna().all()
+    fine = density["area_eff_deg2"] > 0
+    np.testing.assert_allclose(density["lrg_density_eff"][fine],
+                               35 / density["area_eff_deg2"][fine])
+
+
+def test_area_command_names_bad_inputs(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["area", "--randoms", str(tmp_path / "none.txt"), "--output",
+                                  str(tmp_path / "a.csv")])
+    assert result.exit_code == 1 and "none.txt: no such file" in result.output
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    result = runner.invoke(main, ["area", "--randoms", str(tmp_path / "empty.txt"), "--output",
+                                  str(tmp_path / "a.csv")])
+    assert result.exit_code == 1 and "lists no randoms file" in result.output
+    (tmp_path / "bad.fits").write_text("not FITS\n")
+    (tmp_path / "index.txt").write_text(f"{tmp_path / 'bad.fits'}\n")
+    result = runner.invoke(main, ["area", "--randoms", str(tmp_path / "index.txt"), "--output",
+                                  str(tmp_path / "a.csv")])
+    assert result.exit_code == 1 and "bad.fits" in result.output
+    assert not (tmp_path / "a.csv").exists()
+    counts_in_box(150, 151, 0, 1, 5).to_csv(tmp_path / "counts.csv", index=False)
+    result = runner.invoke(main, ["density", str(tmp_path / "counts.csv"), "--area",
+                                  str(tmp_path / "nope.csv"), "--output", str(tmp_path / "d.csv")])
+    assert result.exit_code == 1 and "nope.csv: no such file" in result.output
+
+
+def test_synth_without_randoms_writes_none(tmp_path):
+    result = CliRunner().invoke(main, ["synth", str(tmp_path), "--files", "1", "--rows", "100"])
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "randoms.txt").exists() and "randoms-1" not in result.output

@@ -15,7 +15,7 @@ from halo_lrg import __version__
 from halo_lrg.cli.emr import fetch_command, status_command, submit_command
 from halo_lrg.cli.options import CONTEXT_SETTINGS, show_library_messages
 from halo_lrg.cli.run import run_command
-from halo_lrg.cli.science import density_command, plot_command, regions_command
+from halo_lrg.cli.science import area_command, density_command, plot_command, regions_command
 from halo_lrg.cli.survey import index_command
 from halo_lrg.cli.synth import synth_command
 
@@ -46,7 +46,7 @@ def main(ctx: click.Context, config_file: Optional[str], verbose: bool) -> None:
 
 
 for _command in (run_command, synth_command, index_command, density_command, regions_command,
-                 plot_command, submit_command, status_command, fetch_command):
+                 plot_command, area_command, submit_command, status_command, fetch_command):
     main.add_command(_command)
 
 

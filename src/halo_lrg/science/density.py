@@ -68,9 +68,14 @@ def _native(values: np.ndarray) -> np.ndarray:
     return values.astype(values.dtype.newbyteorder("="))
 
 
-def density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+def density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame] = None,
+                  area: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """``brickname, ra, dec, area_deg2, lrg_count, lrg_density`` (per deg²), in the counts'
-    order, followed by the QA table's other columns where given (left join on brickname)."""
+    order, followed by the QA table's other columns where given (left join on brickname).
+
+    With ``area`` (a ``brickname, …, area_eff_deg2`` table from randoms, see
+    :mod:`halo_lrg.science.area`), ``area_eff_deg2`` and ``lrg_density_eff`` follow
+    ``lrg_density``; without it the table is what it always was."""
     names = counts["brickname"].astype(str).str.strip()
     bricks = brick_table(names.to_numpy())  # raises UnknownBrickError naming strangers
     out = pd.DataFrame({
@@ -81,8 +86,13 @@ def density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame] = None) -> pd
         "lrg_count": counts["lrg_count"].to_numpy().astype(np.int64),
     })
     out["lrg_density"] = out["lrg_count"] / out["area_deg2"]
+    own = list(DENSITY_COLUMNS)
+    if area is not None:
+        from halo_lrg.science.area import EFFECTIVE_COLUMNS, add_effective_area
+
+        out = add_effective_area(out, area)
+        own += EFFECTIVE_COLUMNS
     if qa is not None:
-        extra = qa.drop(columns=[c for c in DENSITY_COLUMNS if c in qa.columns and
-                                 c != "brickname"])
+        extra = qa.drop(columns=[c for c in own if c in qa.columns and c != "brickname"])
         out = out.merge(extra, on="brickname", how="left", validate="one_to_one")
     return out

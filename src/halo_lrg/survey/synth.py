@@ -11,6 +11,14 @@ Placement: objects fill whole bricks (clipped to the box) at ``object_density`` 
 strip of brick columns from the box's low-RA edge, every brick row that meets the box. The
 rows centred on the box's Dec edges straddle two sweeps, as real ones do, so the per-brick sum
 across files is exercised.
+
+Randoms (:func:`generate_randoms`): DR10-schema random catalogues (``randoms-1-<k>.fits``),
+points uniform on the sphere inside one or more boxes at 2,500 per deg², with an optional
+:class:`PlantedMask` — a circular bright-star hole (MASKBITS bit 1) and an unobserved stripe
+(NOBS_Z = 0 in a Dec band) — whose unmasked area is known exactly
+(:meth:`PlantedMask.unmasked_area`), so an effective-area estimate can be checked. The same
+mask can be planted in sweeps (``generate_sweep(..., mask=...)``); without one a sweep's bytes
+are what they always were.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import functools
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -249,10 +258,13 @@ def generate_sweep(
     chunk_rows: int = CHUNK_ROWS,
     dtype: Optional[np.dtype] = None,
     release_default: int = 10000,
+    mask: Optional[PlantedMask] = None,
 ) -> SweepSummary:
     """Write one DR10-schema sweep of ``rows`` objects inside ``box``; memory ~ chunk_rows.
 
-    Unset densities and the 10002 fraction come from the ``[synth]`` configuration.
+    Unset densities and the 10002 fraction come from the ``[synth]`` configuration. With a
+    ``mask``, objects in its hole get MASKBITS bit 1 (BRIGHT) and objects in its stripe no
+    z-band data (:meth:`PlantedMask.apply`); nothing else changes (no extra random draws).
     """
     import fitsio
 
@@ -284,6 +296,8 @@ def generate_sweep(
             chunk = _fill_chunk(rng, dtype, ra[part], dec[part], brickid[part], objid[part],
                                 names[part], release_by_brick[slot[part]],
                                 ebv_by_brick[slot[part]], lrg_share)
+            if mask is not None:
+                mask.apply(chunk)
             if start == 0:
                 fits.write(chunk, extname="SWEEP")
             else:
@@ -299,7 +313,7 @@ def sample_boxes(files: int, ra_start: float, dec_start: float) -> list[SweepBox
     then the next column east. Columns never cross Dec +90; when the patch would wrap all the
     way round in RA, columns grow south of ``dec_start`` instead, down to the pole, so any
     count up to the whole sky (72 x 36 boxes) gives distinct files."""
-    columns = int(round(360.0 / BOX_SIZE_DEG))
+    columns = round(360.0 / BOX_SIZE_DEG)
     rows_north = int((90.0 - dec_start) // BOX_SIZE_DEG)
     rows_south = int((dec_start + 90.0) // BOX_SIZE_DEG)
     if files > columns * (rows_north + rows_south):
@@ -329,8 +343,10 @@ def generate_sample(
     object_density: Optional[float] = None,
     lrg_density: Optional[float] = None,
     progress: Optional[Any] = None,
+    mask: Optional[PlantedMask] = None,
 ) -> list[SweepSummary]:
-    """``files`` sweeps in ``outdir`` plus ``outdir/index.txt`` (absolute paths)."""
+    """``files`` sweeps in ``outdir`` plus ``outdir/index.txt`` (absolute paths); ``mask``
+    is planted in each (see :func:`generate_sweep`)."""
     release_10002_fraction, object_density, lrg_density = _synth_defaults(
         release_10002_fraction, object_density, lrg_density)
     outdir = Path(outdir)
@@ -339,7 +355,8 @@ def generate_sample(
     summaries = []
     for box, file_seed in zip(sample_boxes(files, ra_start, dec_start), seeds):
         summary = generate_sweep(outdir / sweep_name(box), box, rows, file_seed,
-                                 release_10002_fraction, object_density, lrg_density)
+                                 release_10002_fraction, object_density, lrg_density,
+                                 mask=mask)
         summaries.append(summary)
         if progress is not None:
             progress(summary)
@@ -377,3 +394,306 @@ def write_defect(path: Union[str, Path], kind: str, rows: int = 500, seed: int =
     else:
         raise ValueError(f"unknown defect {kind!r}; choose one of {', '.join(DEFECT_KINDS)}")
     return path
+
+
+# --- randoms and a planted mask ----------------------------------------------------------------
+
+#: Points per deg² in each DR10 randoms file (``randoms-1-<k>.fits``).
+RANDOMS_DENSITY = 2500.0
+BRIGHT_BIT = 1  # MASKBITS bit 1: BRIGHT (near a bright star), rejected by DESI LRGs
+#: MASKBITS set at random on a few points, none of them in the DESI LRG mask (bits 1, 12, 13):
+#: WISEM1, WISEM2, MEDIUM. They make "MASKBITS & mask == 0" differ from "MASKBITS == 0".
+HARMLESS_BITS = (8, 9, 11)
+HARMLESS_FRACTION = 0.05
+#: Columns emptied in the stripe of a planted mask (no z-band exposure), where a file has them.
+STRIPE_COLUMNS = ("NOBS_Z", "PSFDEPTH_Z", "GALDEPTH_Z", "PSFSIZE_Z", "FLUX_IVAR_Z")
+RANDOMS_SPAWN_KEY = 2**31  # randoms seeds, apart from the sweeps' (spawn keys 0, 1, ...)
+
+
+def _haversine_inside(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float,
+                      radius: float) -> np.ndarray:
+    """Points within ``radius`` degrees of (ra0, dec0) (haversine: exact at small angles)."""
+    d1, d0 = np.radians(dec), math.radians(dec0)
+    hav = (np.sin((d1 - d0) / 2) ** 2
+           + np.cos(d1) * math.cos(d0) * np.sin(np.radians(ra - ra0) / 2) ** 2)
+    return hav < math.sin(math.radians(radius) / 2) ** 2
+
+
+def _sphere_area(ra1: float, ra2: float, dec1: float, dec2: float) -> float:
+    """Area in deg² of the RA/Dec rectangle [ra1, ra2] x [dec1, dec2] (0 if empty)."""
+    if ra2 <= ra1 or dec2 <= dec1:
+        return 0.0
+    return (ra2 - ra1) * math.degrees(math.sin(math.radians(dec2))
+                                      - math.sin(math.radians(dec1)))
+
+
+@dataclass(frozen=True)
+class PlantedMask:
+    """A footprint defect of known area, planted in randoms (and optionally sweeps).
+
+    * a **hole**: points within ``hole_radius`` degrees of (``hole_ra``, ``hole_dec``) get
+      MASKBITS bit 1 (BRIGHT), as around a bright star;
+    * a **stripe**: points with ``stripe_dec_min`` ≤ Dec < ``stripe_dec_max`` get NOBS_Z = 0
+      (and no z depth), as where no z-band exposure was taken.
+    """
+
+    hole_ra: float
+    hole_dec: float
+    hole_radius: float
+    stripe_dec_min: float
+    stripe_dec_max: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.hole_radius < 90.0:
+            raise ValueError(f"hole_radius must be in (0, 90) degrees, got {self.hole_radius}")
+        if not -90.0 <= self.hole_dec <= 90.0:
+            raise ValueError(f"hole_dec must be within [-90, 90], got {self.hole_dec}")
+        if not -90.0 <= self.stripe_dec_min <= self.stripe_dec_max <= 90.0:
+            raise ValueError(f"the stripe needs -90 <= dec_min <= dec_max <= 90, got "
+                             f"{self.stripe_dec_min}, {self.stripe_dec_max}")
+
+    @classmethod
+    def default_for(cls, box: SweepBox) -> PlantedMask:
+        """A hole of radius 0.2 x the box's smaller side at 40% of its RA and 32% of its Dec
+        range, and a stripe from 72% to 82% of its Dec range: apart, both inside (for a 5°
+        box: radius 1°, centre +2°, +1.6°; stripe +3.6° to +4.1°, not on brick edges)."""
+        width, height = box.ra_max - box.ra_min, box.dec_max - box.dec_min
+        values = (box.ra_min + 0.4 * width, box.dec_min + 0.32 * height,
+                  0.2 * min(width, height), box.dec_min + 0.72 * height,
+                  box.dec_min + 0.82 * height)
+        return cls(*(round(v, 9) for v in values))
+
+    def in_hole(self, ra: Any, dec: Any) -> np.ndarray:
+        return _haversine_inside(np.asarray(ra, dtype=np.float64),
+                                 np.asarray(dec, dtype=np.float64),
+                                 self.hole_ra, self.hole_dec, self.hole_radius)
+
+    def in_stripe(self, dec: Any) -> np.ndarray:
+        dec = np.asarray(dec, dtype=np.float64)
+        return (dec >= self.stripe_dec_min) & (dec < self.stripe_dec_max)
+
+    def apply(self, rows: np.ndarray) -> None:
+        """Plant the mask in a structured array with RA, DEC, MASKBITS (in place)."""
+        hole = self.in_hole(rows["RA"], rows["DEC"])
+        rows["MASKBITS"][hole] |= 1 << BRIGHT_BIT
+        stripe = self.in_stripe(rows["DEC"])
+        for name in STRIPE_COLUMNS:
+            if name in rows.dtype.names:
+                rows[name][stripe] = 0
+
+    def unmasked_area(self, ra1: float, ra2: float, dec1: float, dec2: float,
+                      mask_bits: int = (1 << 1) | (1 << 12) | (1 << 13)) -> float:
+        """The area (deg²) of the rectangle [ra1, ra2) x [dec1, dec2) that points keep when
+        counted with NOBS_G, NOBS_R, NOBS_Z > 0 and ``MASKBITS & mask_bits == 0``: the
+        rectangle, less the stripe, less the hole outside the stripe when ``mask_bits`` has
+        bit 1 (by quadrature, to ~1e-9 of the hole's area). ``mask_bits`` must
+        not hold the bits set at random (:data:`HARMLESS_BITS`)."""
+        if any(mask_bits & (1 << bit) for bit in HARMLESS_BITS):
+            raise ValueError(f"mask_bits {mask_bits} has bits set at random "
+                             f"({', '.join(map(str, HARMLESS_BITS))}): no exact area")
+        area = _sphere_area(ra1, ra2, dec1, dec2)
+        area -= _sphere_area(ra1, ra2, max(dec1, self.stripe_dec_min),
+                             min(dec2, self.stripe_dec_max))
+        if mask_bits & (1 << BRIGHT_BIT):
+            area -= self._hole_area(ra1, ra2, dec1, dec2)
+        return area
+
+    def _hole_area(self, ra1: float, ra2: float, dec1: float, dec2: float,
+                   steps: int = 20_000) -> float:
+        """Area of hole ∩ rectangle outside the stripe: ∫ (RA overlap) cos(dec) d(dec)."""
+        lo = max(dec1, self.hole_dec - self.hole_radius, -90.0)
+        hi = min(dec2, self.hole_dec + self.hole_radius, 90.0)
+        intervals = [(lo, min(hi, self.stripe_dec_min)), (max(lo, self.stripe_dec_max), hi)]
+        if self.stripe_dec_min >= self.stripe_dec_max:
+            intervals = [(lo, hi)]
+        # The hole's RA centre moved by whole turns next to the rectangle.
+        ra0 = self.hole_ra + 360.0 * round(((ra1 + ra2) / 2 - self.hole_ra) / 360.0)
+        total = 0.0
+        d0, r = math.radians(self.hole_dec), math.radians(self.hole_radius)
+        for a, b in intervals:
+            if b <= a:
+                continue
+            # dec = d0 + r sin(t): the RA half-width goes as sqrt() at the hole's top and
+            # bottom, a smooth function of t, so the midpoint rule converges as steps⁻².
+            t1 = math.asin(max(-1.0, min(1.0, (a - self.hole_dec) / self.hole_radius)))
+            t2 = math.asin(max(-1.0, min(1.0, (b - self.hole_dec) / self.hole_radius)))
+            step = (t2 - t1) / steps
+            t = t1 + step * (np.arange(steps) + 0.5)
+            dec = d0 + r * np.sin(t)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cosine = (math.cos(r) - np.sin(dec) * math.sin(d0)) / (np.cos(dec)
+                                                                      * math.cos(d0))
+            half = np.degrees(np.arccos(np.clip(np.nan_to_num(cosine, nan=-1.0), -1.0, 1.0)))
+            overlap = np.clip(np.minimum(ra2, ra0 + half) - np.maximum(ra1, ra0 - half),
+                              0.0, None)
+            total += float(np.sum(np.radians(overlap) * np.cos(dec) * r * np.cos(t)) * step)
+        return total * math.degrees(1.0) ** 2
+
+    def unmasked_area_of_boxes(self, boxes: Sequence[SweepBox],
+                               mask_bits: int = (1 << 1) | (1 << 12) | (1 << 13)) -> float:
+        """:meth:`unmasked_area` summed over non-overlapping boxes."""
+        return sum(self.unmasked_area(b.ra_min, b.ra_max, b.dec_min, b.dec_max, mask_bits)
+                   for b in boxes)
+
+
+def randoms_dtype() -> np.dtype:
+    """The DR10 randoms row (desitarget ``quantities_at_positions_in_a_brick``), big-endian."""
+    bands = "GRIZ"
+    fields = [("RELEASE", ">i2"), ("BRICKID", ">i4"), ("BRICKNAME", "S8"), ("OBJID", ">i4"),
+              ("RA", ">f8"), ("DEC", ">f8")]
+    for prefix in ("NOBS", "PSFDEPTH", "GALDEPTH"):
+        fields += [(f"{prefix}_{b}", ">i2" if prefix == "NOBS" else ">f4") for b in bands]
+    fields += [("PSFDEPTH_W1", ">f4"), ("PSFDEPTH_W2", ">f4")]
+    for prefix in ("PSFSIZE", "APFLUX", "APFLUX_IVAR"):
+        fields += [(f"{prefix}_{b}", ">f4") for b in bands]
+    fields += [("MASKBITS", ">i4"), ("WISEMASK_W1", "u1"), ("WISEMASK_W2", "u1"),
+               ("EBV", ">f4"), ("PHOTSYS", "S1")]
+    return np.dtype(fields)
+
+
+@dataclass
+class RandomsSummary:
+    path: str
+    rows: int
+    bytes: int
+    area_deg2: float  # the boxes' area
+    density: float  # points per deg² asked for
+    seconds: float = 0.0
+
+
+def _boxes(box: Union[SweepBox, Sequence[SweepBox]]) -> list[SweepBox]:
+    boxes = [box] if isinstance(box, SweepBox) else list(box)
+    if not boxes:
+        raise ValueError("no box to fill with randoms")
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if a.overlaps(b.ra_min, b.ra_max, b.dec_min, b.dec_max):
+                raise ValueError(f"boxes {a} and {b} overlap: randoms would be doubled there")
+    return boxes
+
+
+def _fill_randoms(rng: np.random.Generator, dtype: np.dtype, ra: np.ndarray, dec: np.ndarray,
+                  brickid: np.ndarray, objid: np.ndarray, names: np.ndarray, ebv: np.ndarray,
+                  release: int, photsys: str) -> np.ndarray:
+    n = ra.size
+    out = np.zeros(n, dtype=dtype)
+    out["RELEASE"], out["BRICKID"], out["BRICKNAME"], out["OBJID"] = (release, brickid, names,
+                                                                      objid)
+    out["RA"], out["DEC"] = ra, dec
+    for band in "GRIZ":
+        # DR10 covers g, r, z everywhere it is observed, i only in part.
+        nobs = rng.integers(0, 4, n) if band == "I" else rng.integers(1, 9, n)
+        seen = nobs > 0
+        depth = rng.uniform(0.6, 1.4, n) * seen
+        out[f"NOBS_{band}"] = nobs
+        out[f"PSFDEPTH_{band}"] = depth / (FLUX_SIGMA[band] * 0.8) ** 2
+        out[f"GALDEPTH_{band}"] = depth / FLUX_SIGMA[band] ** 2
+        out[f"PSFSIZE_{band}"] = rng.uniform(1.0, 1.8, n) * seen
+        out[f"APFLUX_{band}"] = rng.normal(0.0, 0.01, n)
+        out[f"APFLUX_IVAR_{band}"] = rng.uniform(1e3, 1e4, n) * seen
+    out["PSFDEPTH_W1"], out["PSFDEPTH_W2"] = 1.0, 0.16
+    bits = np.zeros(n, dtype=np.int64)
+    some = rng.random(n) < HARMLESS_FRACTION
+    bits[some] = 1 << rng.choice(HARMLESS_BITS, int(some.sum()))
+    out["MASKBITS"] = bits
+    out["WISEMASK_W1"] = np.where(rng.random(n) < 0.03, rng.integers(1, 256, n), 0)
+    out["EBV"] = ebv
+    out["PHOTSYS"] = photsys
+    return out
+
+
+def generate_randoms(
+    path: Union[str, Path],
+    box: Union[SweepBox, Sequence[SweepBox]],
+    n_per_deg2: float = RANDOMS_DENSITY,
+    seed: Union[int, np.random.SeedSequence] = 0,
+    mask: Optional[PlantedMask] = None,
+    release: int = 10000,
+    photsys: str = "S",
+    chunk_rows: int = CHUNK_ROWS,
+) -> RandomsSummary:
+    """Write a DR10-schema randoms file: points uniform on the sphere inside ``box`` (or
+    several non-overlapping boxes), a Poisson number with mean ``n_per_deg2`` x area, rows
+    sorted by brick; ``mask`` planted (:class:`PlantedMask`). HDU 1 is EXTNAME RANDOMS with
+    the density in its ``DENSITY`` keyword, as desitarget writes it. Same seed, same bytes."""
+    import fitsio
+
+    started = time.perf_counter()
+    boxes = _boxes(box)
+    if not n_per_deg2 > 0:
+        raise ValueError(f"n_per_deg2 must be positive, got {n_per_deg2}")
+    if photsys not in ("N", "S"):
+        raise ValueError(f"photsys must be 'N' or 'S', got {photsys!r}")
+    path = str(path)
+    rng = np.random.default_rng(seed)
+    areas = np.array([_sphere_area(b.ra_min, b.ra_max, b.dec_min, b.dec_max) for b in boxes])
+    rows = int(rng.poisson(n_per_deg2 * areas.sum()))
+    per_box = rng.multinomial(rows, areas / areas.sum())
+    ra_parts, dec_parts = [], []
+    for b, n in zip(boxes, per_box):
+        ra = rng.uniform(b.ra_min, b.ra_max, n)
+        dec = np.degrees(np.arcsin(rng.uniform(math.sin(math.radians(b.dec_min)),
+                                               math.sin(math.radians(b.dec_max)), n)))
+        # Float rounding at an edge must not push a point out of its half-open box.
+        ra_parts.append(np.minimum(ra, np.nextafter(b.ra_max, -np.inf)))
+        dec_parts.append(np.clip(dec, b.dec_min, np.nextafter(b.dec_max, -np.inf)))
+    ra, dec = np.concatenate(ra_parts), np.concatenate(dec_parts)
+    brickid = brickid_at(ra, dec)
+    order = np.lexsort((ra, brickid))
+    ra, dec, brickid = ra[order], dec[order], brickid[order]
+    names = brick_table()["brickname"].to_numpy()[brickid - 1].astype("S8")
+    starts = np.flatnonzero(np.r_[True, brickid[1:] != brickid[:-1]]) if rows else \
+        np.zeros(0, np.int64)
+    objid = np.arange(rows) - np.repeat(starts, np.diff(np.r_[starts, rows]))
+    unique_ids = np.unique(brickid)
+    ebv = rng.uniform(0.01, 0.1, unique_ids.size)[np.searchsorted(unique_ids, brickid)]
+    dtype = randoms_dtype()
+    header = [{"name": "DENSITY", "value": float(n_per_deg2),
+               "comment": "random points per deg^2"}]
+    with fitsio.FITS(path, "rw", clobber=True) as fits:
+        fits.write(None)
+        if rows == 0:
+            fits.create_table_hdu(dtype=dtype, extname="RANDOMS", header=header)
+        for start in range(0, rows, chunk_rows):
+            part = slice(start, min(start + chunk_rows, rows))
+            chunk = _fill_randoms(rng, dtype, ra[part], dec[part], brickid[part], objid[part],
+                                  names[part], ebv[part], release, photsys)
+            if mask is not None:
+                mask.apply(chunk)
+            if start == 0:
+                fits.write(chunk, extname="RANDOMS", header=header)
+            else:
+                fits[-1].append(chunk)
+    return RandomsSummary(path, rows, os.path.getsize(path), float(areas.sum()),
+                          float(n_per_deg2), time.perf_counter() - started)
+
+
+def randoms_name(k: int) -> str:
+    """The survey's name of the k-th randoms file at 2,500 per deg²."""
+    return f"randoms-1-{k}.fits"
+
+
+def generate_randoms_sample(
+    outdir: Union[str, Path],
+    boxes: Sequence[SweepBox],
+    files: int,
+    seed: int = 0,
+    mask: Optional[PlantedMask] = None,
+    n_per_deg2: float = RANDOMS_DENSITY,
+    progress: Optional[Any] = None,
+) -> list[RandomsSummary]:
+    """``files`` randoms files ``randoms-1-<k>.fits`` over ``boxes`` in ``outdir``, each an
+    independent draw, plus ``outdir/randoms.txt`` (absolute paths)."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(seed, spawn_key=(RANDOMS_SPAWN_KEY,)).spawn(files)
+    summaries = []
+    for k, file_seed in enumerate(seeds):
+        summary = generate_randoms(outdir / randoms_name(k), boxes, n_per_deg2, file_seed,
+                                   mask)
+        summaries.append(summary)
+        if progress is not None:
+            progress(summary)
+    (outdir / "randoms.txt").write_text(
+        "".join(f"{Path(s.path).resolve()}\n" for s in summaries))
+    return summaries
