@@ -68,15 +68,17 @@ bench: $(STAMP) check-java
 lint: $(STAMP)
 	$(BIN)/ruff check src tests jobs bench
 
-# A transient EMR cluster runs the job and the result comes back to $(OUT)/emr.
-# make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [ARGS='--core-count 4']
+# A transient EMR cluster runs the job and the result comes back to $(OUT)/emr. submit checks
+# the account first (preflight) and prints a time and cost estimate; MAX_COST=5 refuses to
+# launch above $5. `halo-lrg status <cluster-id>` shows the progress from another terminal.
+# make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [MAX_COST=5] [ARGS='--core-count 4']
 emr-run: $(STAMP)
 	@[ -n "$(BUCKET)" ] && [ -n "$(REGION)" ] && [ -n "$(INDEX)" ] || \
-	  { echo "usage: make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [ARGS='--core-count 4 --spot']"; exit 2; }
+	  { echo "usage: make emr-run BUCKET=my-bucket REGION=us-east-1 INDEX=s3://my-bucket/sweeps.txt [MAX_COST=5] [ARGS='--core-count 4 --task-count 4 --spot']"; exit 2; }
 	$(BIN)/halo-lrg submit --wait --region $(REGION) --sweep-index-s3 $(INDEX) \
 	  --code-prefix s3://$(BUCKET)/halo-lrg/code --log-uri s3://$(BUCKET)/halo-lrg/logs \
 	  --output-prefix s3://$(BUCKET)/halo-lrg/runs/$$(date -u +%Y%m%dT%H%M%SZ) \
-	  --dest $(OUT)/emr $(ARGS)
+	  --dest $(OUT)/emr $(if $(MAX_COST),--max-cost $(MAX_COST)) $(ARGS)
 
 clean:
 	rm -rf build dist $(OUT) .pytest_cache .ruff_cache src/*.egg-info

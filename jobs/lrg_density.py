@@ -1,20 +1,15 @@
-"""spark-submit entry point for the halo-lrg LRG-count job.
+"""spark-submit entry point for the halo-lrg LRG-count job: takes the flags of ``halo-lrg run``.
 
-Takes exactly the flags of ``halo-lrg run`` (see ``--help``); the master and Spark settings
-come from spark-submit. The package travels with ``--py-files`` (the wheel on YARN/EMR; the
-same bytes under a .zip name on local and standalone masters, which import only .zip/.egg)::
+The code is ``halo_lrg/aws/jobs/lrg_density.py`` (package data: what ``halo-lrg submit``
+uploads as the EMR step's script); this file runs that same code, from the halo_lrg that
+``--py-files`` ships (the wheel on YARN; the same bytes under a .zip name on local and
+standalone masters, which import only .zip/.egg)::
 
-    spark-submit --master yarn --py-files halo_lrg-0.1.0-py3-none-any.whl \\
+    spark-submit --master spark://host:7077 --py-files halo_lrg-0.1.0.zip \\
         jobs/lrg_density.py --index s3://bucket/sweeps.txt --output s3://bucket/run1
 """
 
-from halo_lrg.cli.run import run_command
-from halo_lrg.spark.session import stop_session
+from halo_lrg.aws.artifacts import run_job_script
 
 if __name__ == "__main__":
-    try:
-        run_command(prog_name="lrg_density.py")
-    finally:
-        # Stop Spark before the interpreter exits, so executors are released cleanly rather
-        # than killed by JVM shutdown hooks mid-relaunch.
-        stop_session()
+    run_job_script("lrg_density.py")

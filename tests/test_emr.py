@@ -1,21 +1,25 @@
-"""`halo-lrg submit / status / fetch` against moto's EMR and S3 (mock_aws, no network)."""
+"""What an EMR run looks like, pure: the run_job_flow request, the bootstrap script in both
+modes, the settings refused, `submit --dry-run`, and the wheel. The flows against moto's AWS
+(submit, status, fetch) are in test_emr_submit.py."""
 
 from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
 import zipfile
+from pathlib import Path
 
-import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 
 from halo_lrg import __version__
 from halo_lrg.aws.emr import (
     INSTANCE_SHAPES,
     EmrConfigError,
     artifact_uris,
+    bootstrap_script,
     check_settings,
     run_job_flow_request,
     spark_resources,
@@ -35,29 +39,6 @@ def emr_settings(**changes):
     return load_config().replace(emr={**base, **changes}).emr
 
 
-@pytest.fixture
-def aws(monkeypatch, built_wheel):
-    """moto's AWS, a bucket, and `submit` using the session's wheel (no rebuild)."""
-    monkeypatch.setattr("halo_lrg.aws.launch.ensure_wheel", lambda **_kw: built_wheel)
-    with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        yield
-
-
-def moto_step(cluster_id):
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.emr.models import emr_backends
-
-    return emr_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].clusters[cluster_id].steps[0]
-
-
-def stage_result(prefix="run1"):
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/lrg_counts_per_brick/part-00000.csv",
-                  Body=b"brickname,lrg_count\n1501p025,7\n")
-    s3.put_object(Bucket=BUCKET, Key=f"{prefix}/manifest.json", Body=b'{"state": "complete"}')
-
-
 def invoke(*args):
     return CliRunner().invoke(main, list(args))
 
@@ -66,7 +47,10 @@ def invoke(*args):
 
 def test_request_is_a_transient_spark_cluster_with_one_step():
     emr = emr_settings(spot=True, core_count=3, task_count=2)
-    uris = artifact_uris(emr, f"halo_lrg-{__version__}-py3-none-any.whl")
+    base = f"s3://{BUCKET}/code/{__version__}-0123456789ab"
+    uris = {"wheel": f"{base}/halo_lrg-{__version__}-py3-none-any.whl",
+            "job": f"{base}/lrg_density.py", "debug": f"{base}/emr_debug.py",
+            "bootstrap": f"{base}/bootstrap.sh", "config": f"{base}/halo-lrg.toml"}
     request = run_job_flow_request(emr, uris, ["--index", emr.sweep_index_s3])
     assert request["ReleaseLabel"] == "emr-7.13.0"
     assert request["Applications"] == [{"Name": "Spark"}]
@@ -100,14 +84,83 @@ def test_executor_memory_fits_the_node(instance_type):
     assert resources.executors_per_node * resources.executor_cores == shape.vcpus
 
 
-def test_bootstrap_installs_the_pinned_packages_for_the_executors_python():
-    from halo_lrg.aws.emr import bootstrap_script
+def test_bootstrap_text_in_both_modes():
+    pypi = bootstrap_script(emr_settings())
+    assert pypi.startswith("#!/bin/bash") and "set -euxo pipefail" in pypi
+    assert "PYTHON=/usr/bin/python3.11" in pypi
+    assert ("PACKAGES=(numpy==1.26.4 pandas==2.2.3 pyarrow==17.0.0 fitsio==1.4.2 click==8.1.7 "
+            "boto3==1.35.99)") in pypi
+    assert "WHEELHOUSE=''" in pypi and "REGION=us-east-1" in pypi
+    assert '"$PYTHON" -m pip install --no-cache-dir "${PACKAGES[@]}"' in pypi
+    assert "@" not in pypi.replace("${PACKAGES[@]}", "")  # every placeholder filled
+    uri = f"s3://{BUCKET}/code/wheelhouse/0123456789ab/"
+    offline = bootstrap_script(emr_settings(), wheelhouse_uri=uri)
+    assert f"WHEELHOUSE={uri}" in offline
+    assert ('aws s3 cp --recursive --only-show-errors --region "$REGION" "$WHEELHOUSE" '
+            '"$wheels"') in offline
+    assert '--no-index --find-links "$wheels" "${PACKAGES[@]}"' in offline
+    # Values are shell-quoted, never spliced in raw.
+    odd = bootstrap_script(emr_settings(python="/opt/my python/bin/python3.11"))
+    assert "PYTHON='/opt/my python/bin/python3.11'" in odd
 
-    script = bootstrap_script(emr_settings())
-    assert script.startswith("#!/bin/bash")
-    assert "sudo /usr/bin/python3.11 -m pip install --no-cache-dir" in script
-    for pin in ("fitsio==1.4.2", "numpy==", "pandas==", "pyarrow=="):
-        assert pin in script
+
+def _run_bootstrap(script: str, tmp_path: Path) -> list[str]:
+    """Run the bootstrap with sudo, dnf, aws, uname and the node's Python replaced by stubs
+    that log their arguments; returns the log."""
+    stubs, log = tmp_path / "bin", tmp_path / "calls.log"
+    stubs.mkdir(parents=True)
+    stub = {"sudo": 'exec "$@"',
+            "dnf": 'echo "dnf $*" >> "$LOG"',
+            "uname": "echo x86_64",
+            # aws s3 cp --recursive ... SRC DEST: "copies" one wheel into DEST
+            "aws": 'echo "aws $*" >> "$LOG"; touch "${@: -1}/numpy-1.26.4-cp311.whl"',
+            "python3.11": 'echo "python $*" >> "$LOG"'}
+    for name, body in stub.items():
+        (stubs / name).write_text(f"#!/bin/bash\n{body}\n")
+        (stubs / name).chmod(0o755)
+    script = script.replace("PYTHON=/usr/bin/python3.11", f"PYTHON={stubs}/python3.11")
+    (tmp_path / "bootstrap.sh").write_text(script)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "LOG": str(log), "TMPDIR": str(tmp_path)}
+    done = subprocess.run(["bash", str(tmp_path / "bootstrap.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return log.read_text().splitlines()
+
+
+def test_bootstrap_installs_from_pypi_or_from_the_wheelhouse_alone(tmp_path):
+    pins = emr_settings().bootstrap_packages
+    calls = _run_bootstrap(bootstrap_script(emr_settings()), tmp_path / "pypi")
+    assert f"python -m pip install --no-cache-dir {pins}" in calls
+    assert not [c for c in calls if c.startswith(("aws", "dnf"))]  # PyPI only
+    uri = f"s3://{BUCKET}/code/wheelhouse/0123456789ab/"
+    calls = _run_bootstrap(bootstrap_script(emr_settings(), uri), tmp_path / "offline")
+    (copy,) = [c for c in calls if c.startswith("aws ")]
+    assert copy.startswith(f"aws s3 cp --recursive --only-show-errors --region us-east-1 {uri} ")
+    wheels = copy.split()[-1]
+    assert f"python -m pip install --no-cache-dir --no-index --find-links {wheels} {pins}" in (
+        calls)
+    assert not os.path.exists(wheels)  # the copied wheels are removed again
+
+
+def test_artefacts_are_keyed_by_the_content_of_the_whole_set(built_wheel):
+    from halo_lrg.aws.artifacts import artifact_set
+
+    emr = emr_settings()
+    wheel = built_wheel.read_bytes()
+    artifacts = artifact_set(built_wheel.name, wheel, bootstrap_script(emr), "[cuts]\n")
+    assert len(artifacts.digest) == 12
+    assert artifact_uris(emr, built_wheel.name, artifacts.digest) == artifacts.uris(
+        emr.code_prefix)
+    assert artifacts.uris(emr.code_prefix)["config"] == (
+        f"s3://{BUCKET}/code/{__version__}-{artifacts.digest}/halo-lrg.toml")
+    for changed in (artifact_set(built_wheel.name, wheel + b"\0", bootstrap_script(emr),
+                                 "[cuts]\n"),
+                    artifact_set(built_wheel.name, wheel, bootstrap_script(emr), "[run]\n"),
+                    artifact_set(built_wheel.name, wheel,
+                                 bootstrap_script(emr, "s3://b/wheelhouse/x/"), "[cuts]\n")):
+        assert changed.digest != artifacts.digest
+    same = artifact_set(built_wheel.name, wheel, bootstrap_script(emr), "[cuts]\n")
+    assert same.digest == artifacts.digest
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -123,17 +176,25 @@ def test_bad_settings_are_refused_with_what_to_do(changes, message):
         check_settings(emr_settings(**changes))
 
 
-def test_dry_run_prints_the_request_and_touches_nothing(monkeypatch):
+def test_dry_run_prints_the_request_and_touches_nothing(monkeypatch, built_wheel):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(key)  # no credentials needed: nothing is called
-    result = invoke("submit", *FLAGS, "--dry-run", "--selection", "desi-lrg", "--max-sweeps",
-                    "5", "--ra-min", "150", "--ra-max", "160", "--on-error", "skip")
+    result = CliRunner().invoke(main, [
+        "submit", *FLAGS, "--dry-run", "--wheel", str(built_wheel), "--selection", "desi-lrg",
+        "--max-sweeps", "5", "--ra-min", "150", "--ra-max", "160", "--on-error", "skip"])
     assert result.exit_code == 0, result.output
-    request = json.loads(result.output)
+    request = json.loads(result.stdout)
     args = request["Steps"][0]["HadoopJarStep"]["Args"]
-    assert args[-14:] == ["--selection", "desi-lrg", "--on-error", "skip", "--max-sweeps", "5",
-                          "--ra-min", "150.0", "--ra-max", "160.0",
-                          "--dec-min", "-90.0", "--dec-max", "90.0"]
+    job = args.index(next(a for a in args if a.endswith("/lrg_density.py")))
+    base = args[job].rsplit("/", 1)[0]
+    assert base.startswith(f"s3://{BUCKET}/code/{__version__}-")
+    # The science settings travel in the configuration file, the footprint as flags.
+    assert args[job + 1:] == ["--config", f"{base}/halo-lrg.toml",
+                              "--index", f"s3://{BUCKET}/sweeps.txt",
+                              "--output", f"s3://{BUCKET}/run1",
+                              "--ra-min", "150.0", "--ra-max", "160.0",
+                              "--dec-min", "-90.0", "--dec-max", "90.0"]
+    assert args[args.index("--py-files") + 1] == f"{base}/{built_wheel.name}"
 
 
 def test_placeholders_refused_in_one_line():
@@ -142,94 +203,6 @@ def test_placeholders_refused_in_one_line():
     assert result.output.strip().splitlines() == [
         "Error: emr.code_prefix is not set ('s3://CHANGE_ME/halo-lrg/code'): pass "
         "--code-prefix, set HALO_LRG_EMR__CODE_PREFIX, or put it in a --config file"]
-
-
-# --- against moto ------------------------------------------------------------------------------
-
-def test_submit_uploads_artefacts_and_creates_the_cluster(aws):
-    result = invoke("submit", *FLAGS, "--core-count", "3")
-    assert result.exit_code == 0, result.output
-    cluster_id = result.output.split("cluster ")[1].split()[0]
-    s3 = boto3.client("s3", region_name="us-east-1")
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET,
-                                                       Prefix="code/")["Contents"])
-    assert keys == [f"code/{__version__}/{name}" for name in (
-        "bootstrap.sh", "emr_debug.py", f"halo_lrg-{__version__}-py3-none-any.whl",
-        "lrg_density.py")]
-    emr = boto3.client("emr", region_name="us-east-1")
-    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-    assert cluster["ReleaseLabel"] == "emr-7.13.0" and cluster["Name"] == "halo-lrg"
-    assert [a["Name"] for a in cluster["Applications"]] == ["Spark"]
-    (step,) = emr.list_steps(ClusterId=cluster_id)["Steps"]
-    assert f"s3://{BUCKET}/code/{__version__}/halo_lrg-{__version__}-py3-none-any.whl" in (
-        step["Config"]["Args"])
-    actions = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
-    assert actions[0]["ScriptPath"] == f"s3://{BUCKET}/code/{__version__}/bootstrap.sh"
-
-
-def test_status_reports_step_state_and_where_its_log_is(aws):
-    cluster_id = invoke("submit", *FLAGS).output.split("cluster ")[1].split()[0]
-    result = invoke("status", cluster_id)
-    assert "step RUNNING" in result.output  # RUNNING is not success
-    moto_step(cluster_id).state = "FAILED"
-    result = invoke("status", cluster_id)
-    assert result.exit_code == 0 and "step FAILED" in result.output
-    step_id = boto3.client("emr", region_name="us-east-1").list_steps(
-        ClusterId=cluster_id)["Steps"][0]["Id"]
-    assert f"step log: s3://{BUCKET}/logs/{cluster_id}/steps/{step_id}/stderr.gz" in (
-        result.output)
-    assert f"output: s3://{BUCKET}/run1" in result.output
-
-
-def test_fetch_by_cluster_or_prefix(aws, tmp_path):
-    cluster_id = invoke("submit", *FLAGS).output.split("cluster ")[1].split()[0]
-    stage_result()
-    result = invoke("fetch", cluster_id, str(tmp_path / "a"))
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "a/lrg_counts_per_brick/part-00000.csv").read_text().endswith(",7\n")
-    result = invoke("fetch", "--output-prefix", f"s3://{BUCKET}/run1", str(tmp_path / "b"))
-    assert result.exit_code == 0 and (tmp_path / "b/manifest.json").exists()
-    result = invoke("fetch", "--output-prefix", f"s3://{BUCKET}/nope", str(tmp_path / "c"))
-    assert result.exit_code == 1 and "NoSuchKey" in result.output
-
-
-@pytest.mark.parametrize("outcome", ["COMPLETED", "FAILED"])
-def test_submit_wait_fetches_on_success_and_points_at_logs_on_failure(aws, monkeypatch,
-                                                                     tmp_path, outcome):
-    import halo_lrg.aws.launch as launcher
-
-    real_launch = launcher.launch
-
-    def launch_and_finish(session, request):  # the cluster "runs" its step at once
-        cluster_id = real_launch(session, request)
-        moto_step(cluster_id).state = outcome
-        stage_result()
-        return cluster_id
-
-    monkeypatch.setattr(launcher, "launch", launch_and_finish)
-    monkeypatch.setenv("HALO_LRG_EMR__POLL_INTERVAL_SECONDS", "0")
-    result = invoke("submit", *FLAGS, "--wait", "--dest", str(tmp_path / "got"))
-    if outcome == "COMPLETED":
-        assert result.exit_code == 0, result.output
-        assert "step COMPLETED" in result.output
-        assert (tmp_path / "got/lrg_counts_per_brick/part-00000.csv").exists()
-    else:
-        assert result.exit_code == 1
-        last = result.output.strip().splitlines()[-1]
-        assert "step FAILED" in last and f"log: s3://{BUCKET}/logs/" in last
-
-
-def test_missing_credentials_and_bad_profile_are_one_line(aws, monkeypatch):
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "AWS_SECURITY_TOKEN"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
-    result = invoke("submit", *FLAGS)
-    assert result.exit_code == 1
-    assert "no AWS credentials found" in result.output.strip().splitlines()[-1]
-    result = invoke("status", "j-123", "--profile", "nosuchprofile")
-    assert result.exit_code == 1 and "nosuchprofile" in result.output
 
 
 # --- the wheel -----------------------------------------------------------------------------------
@@ -242,6 +215,9 @@ def test_wheel_is_pure_python_for_3_9_and_carries_its_data(built_wheel):
         assert "Requires-Python: >=3.9" in metadata
         assert "Tag: py3-none-any" in tag and "Root-Is-Purelib: true" in tag
         assert "halo_lrg/survey/data/dr10_sweep_columns.csv" in names
+        # What submit uploads from an installed halo-lrg: the step scripts and bootstrap.
+        for name in ("jobs/lrg_density.py", "jobs/emr_debug.py", "bootstrap.sh"):
+            assert f"halo_lrg/aws/{name}" in names
         defaults = wheel.read("halo_lrg/defaults.toml").decode()
         assert defaults.startswith("# halo-lrg default configuration")  # the file, not a link
         for name in names:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from halo_lrg import __version__
-from halo_lrg.config import EmrConfig
+from halo_lrg.config import Config, EmrConfig
 from halo_lrg.io.uri import split_s3_uri
 
 PLACEHOLDER = "CHANGE_ME"
@@ -327,34 +327,42 @@ def check_settings(emr: EmrConfig) -> None:
     spark_resources(emr)
 
 
-def bootstrap_script(emr: EmrConfig) -> str:
-    """Installs the compiled dependencies for the executors' Python on every node."""
-    python = shlex.quote(emr.python)
-    packages = " ".join(shlex.quote(p) for p in emr.bootstrap_packages.split())
-    return f"""#!/bin/bash
-# halo-lrg {__version__} bootstrap: pinned compiled dependencies for {emr.python}.
-# The halo_lrg wheel itself travels with spark-submit --py-files (pure Python).
-set -euxo pipefail
-if ! command -v {python} >/dev/null; then
-  sudo dnf install -y "$(basename {python})" "$(basename {python})-pip"
-fi
-if ! {python} -m pip --version >/dev/null 2>&1; then
-  sudo dnf install -y "$(basename {python})-pip"
-fi
-# fitsio ships manylinux x86_64 wheels only: Graviton (aarch64) nodes compile it.
-if [ "$(uname -m)" = "aarch64" ]; then
-  sudo dnf install -y gcc "$(basename {python})-devel"
-fi
-sudo {python} -m pip install --no-cache-dir {packages}
-{python} -c "import numpy, pandas, pyarrow, fitsio, boto3; print('deps ok', fitsio.__version__)"
-"""
+def bootstrap_script(emr: EmrConfig, wheelhouse_uri: str = "") -> str:
+    """Installs the compiled dependencies for the executors' Python on every node: from PyPI,
+    or with ``wheelhouse_uri`` (an s3:// prefix of wheels) from S3 alone. The template is
+    package data (``halo_lrg/aws/bootstrap.sh``); the values are shell-quoted into it."""
+    from halo_lrg.aws.artifacts import package_file
+
+    values = {"@VERSION@": __version__, "@PYTHON@": shlex.quote(emr.python),
+              "@PACKAGES@": " ".join(shlex.quote(p) for p in emr.bootstrap_packages.split()),
+              "@WHEELHOUSE@": shlex.quote(wheelhouse_uri),
+              "@REGION@": shlex.quote(emr.region)}
+    script = package_file("bootstrap.sh").decode()
+    for placeholder, value in values.items():
+        script = script.replace(placeholder, value)
+    return script
 
 
-def artifact_uris(emr: EmrConfig, wheel_name: str) -> dict[str, str]:
-    """Where ``submit`` puts the wheel, the job script and the bootstrap script."""
-    base = f"{emr.code_prefix.rstrip('/')}/{__version__}"
-    return {"wheel": f"{base}/{wheel_name}", "job": f"{base}/lrg_density.py",
-            "debug": f"{base}/emr_debug.py", "bootstrap": f"{base}/bootstrap.sh"}
+def cluster_config(config: Config) -> Config:
+    """The configuration the step runs with: the launching machine's, except what only
+    means something there. ``remote.profile`` names a local credentials profile (the nodes
+    use their instance profile), and an unset ``remote.region`` becomes the cluster's."""
+    return config.replace(remote={"profile": "",
+                                  "region": config.remote.region or config.emr.region})
+
+
+#: Stands for the digest of an artefact set not built yet (a request examined on its own).
+UNKNOWN_DIGEST = "0" * 12
+
+
+def artifact_uris(emr: EmrConfig, wheel_name: str, digest: str = UNKNOWN_DIGEST
+                  ) -> dict[str, str]:
+    """Where ``submit`` puts each artefact of a set whose content digest is ``digest``:
+    ``<code-prefix>/<version>-<digest>/<name>`` (``aws.artifacts`` computes the digest)."""
+    from halo_lrg.aws.artifacts import artifact_names, base_uri
+
+    base = base_uri(emr.code_prefix, digest)
+    return {role: f"{base}/{name}" for role, name in artifact_names(wheel_name).items()}
 
 
 def spark_step(name: str, script_uri: str, wheel_uri: str, resources: SparkResources,
@@ -365,18 +373,13 @@ def spark_step(name: str, script_uri: str, wheel_uri: str, resources: SparkResou
             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args}}
 
 
-def job_args(emr: EmrConfig, selection: Optional[str], max_sweeps: Optional[int],
-             footprint: Optional[dict[str, float]], on_error: Optional[str] = None
-             ) -> list[str]:
-    """The flags of `halo-lrg run` for the EMR step (the job reads and writes S3)."""
-    args = ["--index", emr.sweep_index_s3, "--output", emr.output_prefix,
-            "--region", emr.region]
-    if selection:
-        args += ["--selection", selection]
-    if on_error:
-        args += ["--on-error", on_error]
-    if max_sweeps:
-        args += ["--max-sweeps", str(max_sweeps)]
+def job_args(emr: EmrConfig, config_uri: str,
+             footprint: Optional[dict[str, float]] = None) -> list[str]:
+    """The flags of `halo-lrg run` for the EMR step: the configuration file ``submit``
+    uploaded (every setting, the science flags included, lives there), where to read and
+    write, and the footprint (not a configuration key)."""
+    args = ["--config", config_uri, "--index", emr.sweep_index_s3,
+            "--output", emr.output_prefix]
     for key, value in (footprint or {}).items():
         args += [f"--{key.replace('_', '-')}", repr(float(value))]
     return args

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
 from halo_lrg.cli.options import (
     CONTEXT_SETTINGS,
-    footprint_options,
+    apply_science_options,
     get_config,
-    make_footprint,
     override,
+    science_options,
 )
-from halo_lrg.science.cuts import SELECTION_NAMES
+from halo_lrg.config import Config
 
 
 def _errors():
     from halo_lrg.aws.emr import EmrConfigError
     from halo_lrg.aws.launch import LaunchError
+    from halo_lrg.aws.wheelhouse import WheelhouseError
 
-    return (EmrConfigError, LaunchError)
+    return (EmrConfigError, LaunchError, WheelhouseError)
 
 
 @click.command("submit", context_settings=CONTEXT_SETTINGS)
@@ -32,7 +33,8 @@ def _errors():
 @click.option("--output-prefix", default=None, metavar="S3_URI",
               help="Where the job writes lrg_counts_per_brick/ and manifest.json.")
 @click.option("--code-prefix", default=None, metavar="S3_URI",
-              help="Where the wheel, job script and bootstrap script are uploaded.")
+              help="Where the wheel, step scripts, bootstrap script and configuration are "
+              "uploaded (under <version>-<content digest>/).")
 @click.option("--log-uri", default=None, metavar="S3_URI", help="EMR logs (step stderr...).")
 @click.option("--release-label", default=None, help="EMR release [emr-7.13.0].")
 @click.option("--instance-type", default=None, help="Master instance type [m5.xlarge].")
@@ -71,18 +73,29 @@ def _errors():
               help="gp3 EBS volume per node, GiB [EMR's default storage].")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Cluster tag (repeatable; replaces config emr.tags).")
-@click.option("--max-sweeps", type=click.IntRange(min=0), default=None,
-              help="Read at most N sweeps (smoke tests).")
-@footprint_options
-@click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
-              help="LRG selection [config cuts.selection].")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
-              help="What the job does with an unusable sweep [config run.on_error: fail].")
+@science_options
 @click.option("--profile", default=None, help="AWS named profile for credentials.")
+@click.option("--wheel", "wheel_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="PATH",
+              help="Upload this halo-lrg wheel [a checkout's dist/ wheel, rebuilt when "
+              "older than src/; else one made from the installed halo-lrg].")
+@click.option("--wheelhouse", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR", help="Nodes without PyPI (private subnet, no NAT): upload the "
+              "pinned dependency wheels in DIR (pip-downloaded into it for the nodes' "
+              "Python 3.11 / x86_64 if it lacks any) and install them from S3 only.")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, metavar="USD",
+              help="Refuse to launch when the estimated cost exceeds USD (or cannot be "
+              "estimated).")
+@click.option("--preflight", "preflight_only", is_flag=True,
+              help="Only run the checks (credentials, roles, release, instance types, "
+              "subnet, index, prefixes); exit 1 if any fails. Uploads and launches nothing.")
+@click.option("--skip-preflight", is_flag=True,
+              help="Launch without the checks a normal submit runs first (experts).")
 @click.option("--dry-run", is_flag=True,
-              help="Print the exact run_job_flow request as JSON; upload and launch nothing.")
+              help="Print the exact run_job_flow request as JSON; no AWS call at all.")
 @click.option("--wait", is_flag=True,
-              help="Poll until the step ends; fetch the result on success into --dest.")
+              help="Poll until the step ends, printing its progress; fetch the result on "
+              "success into --dest.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               default=Path("outputs/emr"), show_default=True,
               help="Where --wait downloads the CSV and manifest.")
@@ -101,34 +114,57 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
                    core_security_group: Optional[str],
                    additional_master_security_group: tuple[str, ...],
                    additional_core_security_group: tuple[str, ...], ebs_gb: Optional[int],
-                   tags: tuple[str, ...], max_sweeps: Optional[int],
-                   ra_min: Optional[float], ra_max: Optional[float], dec_min: Optional[float],
-                   dec_max: Optional[float], selection: Optional[str],
-                   on_error: Optional[str], profile: Optional[str], dry_run: bool, wait: bool,
-                   dest: Path, debug: bool) -> None:
+                   tags: tuple[str, ...], selection: Optional[str], on_error: Optional[str],
+                   max_sweeps: Optional[int], z_mag_max: Optional[float],
+                   min_r_minus_z: Optional[float], min_z_minus_w1: Optional[float],
+                   chunk_rows: Optional[int], ra_min: Optional[float],
+                   ra_max: Optional[float], dec_min: Optional[float],
+                   dec_max: Optional[float], profile: Optional[str],
+                   wheel_path: Optional[Path], wheelhouse: Optional[Path],
+                   max_cost: Optional[float], preflight_only: bool, skip_preflight: bool,
+                   dry_run: bool, wait: bool, dest: Path, debug: bool) -> None:
     """Run the LRG count on a transient EMR cluster (it terminates when the step ends).
 
-    Builds the wheel if dist/ lacks this version, uploads it with jobs/lrg_density.py and a
-    bootstrap script (pinned numpy, pandas, pyarrow, fitsio for the executors' Python 3.11)
-    to --code-prefix, then calls run_job_flow with one spark-submit step.
+    \b
+    In order:
+      1. the settings are checked (placeholders, URIs, sizing) and the configuration the
+         step will run with is resolved: defaults < --config < HALO_LRG_* < flags;
+      2. preflight: every check of --preflight (skip with --skip-preflight);
+      3. the estimate: input bytes (HEAD of each index entry), cluster shape, time and
+         cost (--max-cost USD refuses to launch above it);
+      4. uploads to <code-prefix>/<version>-<digest>/: the wheel, the step scripts, the
+         bootstrap script and halo-lrg.toml (the configuration); unchanged objects are
+         skipped, a changed one is a new digest;
+      5. run_job_flow with one spark-submit step: lrg_density.py --config <that toml>.
 
     \b
     Example:
       halo-lrg submit --region us-east-1 --sweep-index-s3 s3://my-bucket/sweeps.txt \\
           --output-prefix s3://my-bucket/run1 --code-prefix s3://my-bucket/code \\
-          --log-uri s3://my-bucket/logs --core-count 4 --wait
-      halo-lrg submit ... --task-count 8 --spot --subnet-id subnet-0abc --tag team=astro
+          --log-uri s3://my-bucket/logs --preflight
+      halo-lrg submit ... --core-count 4 --selection desi-lrg --max-cost 5 --wait
+      halo-lrg submit ... --task-count 8 --spot --subnet-id subnet-0abc --wheelhouse wheels/
     """
-    from halo_lrg.aws.emr import check_settings, job_args, run_job_flow_request
+    from halo_lrg.aws.artifacts import artifact_set
+    from halo_lrg.aws.emr import (
+        bootstrap_script,
+        check_settings,
+        cluster_config,
+        job_args,
+        run_job_flow_request,
+    )
     from halo_lrg.aws.launch import (
-        WHEEL_NAME,
         aws_session,
-        ensure_wheel,
         fetch_result,
         launch,
+        locate_wheel,
+        progress_of,
         upload_artifacts,
+        upload_wheelhouse,
         wait_for,
     )
+    from halo_lrg.aws.wheelhouse import check_nodes, prepare, wheelhouse_uri
+    from halo_lrg.config import to_toml
 
     config = override(get_config(ctx), emr={
         "region": region, "sweep_index_s3": sweep_index_s3, "output_prefix": output_prefix,
@@ -143,28 +179,68 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         "additional_master_security_groups": additional_master_security_group or None,
         "additional_core_security_groups": additional_core_security_group or None,
         "ebs_gb": ebs_gb, "tags": tags or None})
+    config, footprint = apply_science_options(
+        config, selection=selection, on_error=on_error, max_sweeps=max_sweeps,
+        z_mag_max=z_mag_max, min_r_minus_z=min_r_minus_z, min_z_minus_w1=min_z_minus_w1,
+        chunk_rows=chunk_rows, ra_min=ra_min, ra_max=ra_max, dec_min=dec_min,
+        dec_max=dec_max)
     emr = config.emr
-    footprint = make_footprint(ra_min, ra_max, dec_min, dec_max)
+    if preflight_only and (dry_run or skip_preflight):
+        raise click.UsageError("--preflight runs only the checks: it takes neither "
+                               "--dry-run nor --skip-preflight")
+
+    def emit(line: str) -> None:
+        if not dry_run:  # --dry-run prints the request alone (it may still build the wheel)
+            click.echo(line)
+
     try:
         check_settings(emr)
-        args = job_args(emr, selection, max_sweeps, footprint.to_dict() if footprint else None,
-                        on_error)
+        if preflight_only:
+            checks = _preflight(aws_session(profile, emr.region), config, verbose=True)
+            failed = [c for c in checks if not c.ok]
+            if failed:
+                raise click.ClickException(f"preflight: {len(failed)} of {len(checks)} "
+                                           "checks failed (each FAIL line says how to fix it)")
+            click.echo(f"preflight: all {len(checks)} checks passed")
+            return
+        wheelhouse_prefix = ""
+        if wheelhouse is not None:
+            check_nodes(emr)
+            wheelhouse_prefix = wheelhouse_uri(emr)
+        wheel = locate_wheel(wheel_path, emit=emit)
+        artifacts = artifact_set(wheel.name, wheel.read_bytes(),
+                                 bootstrap_script(emr, wheelhouse_prefix),
+                                 to_toml(cluster_config(config)))
+        uris = artifacts.uris(emr.code_prefix)
+        args = job_args(emr, uris["config"], footprint.to_dict() if footprint else None)
+        request = run_job_flow_request(emr, uris, args, debug)
         if dry_run:
-            from halo_lrg.aws.emr import artifact_uris
-
-            request = run_job_flow_request(emr, artifact_uris(emr, WHEEL_NAME), args, debug)
             click.echo(json.dumps(request, indent=2))
             return
         session = aws_session(profile, emr.region)
-        wheel = ensure_wheel(emit=click.echo)
-        uris = upload_artifacts(session, emr, wheel, emit=click.echo)
-        cluster_id = launch(session, run_job_flow_request(emr, uris, args, debug))
+        if not skip_preflight:
+            checks = _preflight(session, config, verbose=False)
+            failed = [c for c in checks if not c.ok]
+            if failed:
+                raise click.ClickException(
+                    f"preflight: {len(failed)} of {len(checks)} checks failed; nothing was "
+                    "uploaded or launched (fix them, or --skip-preflight)")
+            click.echo(f"preflight: all {len(checks)} checks passed")
+        if not debug:
+            _estimate(session, config, footprint, max_cost)
+        if wheelhouse is not None:
+            wheels = prepare(emr, wheelhouse, emit=click.echo)
+            upload_wheelhouse(session, wheels, wheelhouse_prefix, emit=click.echo)
+        upload_artifacts(session, artifacts.uploads(emr.code_prefix), emit=click.echo)
+        cluster_id = launch(session, request)
         click.echo(f"cluster {cluster_id} started in {emr.region}: "
                    f"halo-lrg status {cluster_id}")
         if not wait:
             return
         status = wait_for(session, cluster_id, emr.poll_interval_seconds,
-                          emr.wait_timeout_seconds, emit=click.echo)
+                          emr.wait_timeout_seconds, emit=click.echo,
+                          progress=None if debug else
+                          lambda s: progress_of(session, s, emr.output_prefix))
         if not status.succeeded:
             raise click.ClickException(
                 f"{cluster_id}: step {status.step_state or 'never ran'}"
@@ -180,6 +256,52 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         raise click.ClickException(str(exc)) from None
 
 
+def _preflight(session: Any, config: Config, verbose: bool) -> list[Any]:
+    """Every preflight check; prints each line (``verbose``) or only the failures."""
+    from halo_lrg.aws.preflight import run_checks
+
+    emr = config.emr
+    types = [emr.instance_type, emr.core_instance_type]
+    if emr.task_count:
+        types.append(emr.task_instance_type or emr.core_instance_type)
+    checks = run_checks(session, emr, config.remote, types, emr.subnet_id.strip())
+    for check in checks:
+        if verbose or not check.ok:
+            click.echo(check.line())
+    return checks
+
+
+def _estimate(session: Any, config: Config, footprint: Any, max_cost: Optional[float]
+              ) -> None:
+    """Print what the run will cost; refuse (ClickException) above --max-cost."""
+    from halo_lrg.aws.emr import spark_resources
+    from halo_lrg.aws.estimate import cluster_groups, estimate
+    from halo_lrg.aws.launch import LaunchError, index_sizes
+
+    emr = config.emr
+    try:
+        sizes = index_sizes(session, emr.sweep_index_s3, config, footprint)
+    except LaunchError as exc:
+        click.echo(f"estimate: unavailable ({exc})")
+        if max_cost is not None:
+            raise click.ClickException(f"--max-cost {max_cost:g}: no estimate to compare "
+                                       "with, so not launching") from None
+        return
+    result = estimate(sizes, cluster_groups(emr, spark_resources(emr)))
+    click.echo("estimate (assumptions: halo_lrg/aws/estimate.py):")
+    for line in result.lines():
+        click.echo(f"  {line}")
+    if max_cost is None:
+        return
+    if result.cost_usd is None:
+        raise click.ClickException(f"--max-cost {max_cost:g}: the cost could not be "
+                                   "estimated (see the notes above), so not launching")
+    if result.cost_usd > max_cost:
+        raise click.ClickException(
+            f"estimated cost ${result.cost_usd:,.2f} exceeds --max-cost {max_cost:g}: not "
+            "launching (fewer --max-sweeps, a footprint, or a higher --max-cost)")
+
+
 @click.command("status", context_settings=CONTEXT_SETTINGS)
 @click.argument("cluster_id")
 @click.option("--region", default=None, help="AWS region [config emr.region].")
@@ -187,17 +309,28 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
 @click.pass_context
 def status_command(ctx: click.Context, cluster_id: str, region: Optional[str],
                    profile: Optional[str]) -> None:
-    """Cluster and step state of an EMR run, why it failed, and where the step's stderr is.
+    """Cluster and step state of an EMR run, the job's progress, why it failed, and where
+    the step's stderr is.
 
     \b
     Example:
       halo-lrg status j-2AXXXXXXGAPLF
+      j-2AXXXXXXGAPLF: cluster RUNNING, step RUNNING
+      progress: files 120/1436 (2 failed), 3.1e8 rows, 41,230 LRGs, 210 GB of 1.5 TB, ETA 1h12m
     """
-    from halo_lrg.aws.launch import aws_session, cluster_status
+    from halo_lrg.aws.launch import (
+        LaunchError,
+        aws_session,
+        cluster_status,
+        is_stale,
+        read_progress,
+    )
+    from halo_lrg.aws.progress import progress_line
 
     emr = override(get_config(ctx), emr={"region": region}).emr
     try:
-        status = cluster_status(aws_session(profile, emr.region), cluster_id)
+        session = aws_session(profile, emr.region)
+        status = cluster_status(session, cluster_id)
     except _errors() as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(status.line())
@@ -205,8 +338,22 @@ def status_command(ctx: click.Context, cluster_id: str, region: Optional[str],
         click.echo(f"failure: {status.step_failure}")
     if status.step_log:
         click.echo(f"step log: {status.step_log}")
-    if status.output_prefix:
-        click.echo(f"output: {status.output_prefix}")
+    if not status.output_prefix:
+        return
+    click.echo(f"output: {status.output_prefix}")
+    try:
+        progress = read_progress(session, status.output_prefix)
+    except LaunchError as exc:
+        click.echo(f"progress: unavailable ({exc})")
+        return
+    if progress is None:
+        click.echo("progress: none yet (the job writes _progress.json about every 30 s "
+                   "once it runs)")
+    elif is_stale(progress, status.created):
+        click.echo("progress: none yet for this cluster (the _progress.json there is an "
+                   "earlier run's)")
+    else:
+        click.echo(f"progress: {progress_line(progress)}")
 
 
 @click.command("fetch", context_settings=CONTEXT_SETTINGS)
@@ -218,7 +365,9 @@ def status_command(ctx: click.Context, cluster_id: str, region: Optional[str],
 @click.pass_context
 def fetch_command(ctx: click.Context, target: tuple[str, ...], output_prefix: Optional[str],
                   region: Optional[str], profile: Optional[str]) -> None:
-    """Download a run's CSV and manifest: CLUSTER_ID DEST, or --output-prefix S3_URI DEST.
+    """Download a complete run's CSV and manifest: CLUSTER_ID DEST, or --output-prefix
+    S3_URI DEST. A result without _SUCCESS, or whose CSV its manifest does not describe, is
+    refused with the reason (the run failed, is still running, or was interrupted).
 
     \b
     Examples:

@@ -96,3 +96,56 @@ def show_library_messages(verbose: bool = False) -> None:
     if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
         logger.addHandler(_EchoHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def science_options(function: Any) -> Any:
+    """What a count is: --selection, the seed thresholds, --chunk-rows, --on-error,
+    --max-sweeps and the footprint flags. Shared by ``run`` and ``submit`` (so the cluster
+    counts with exactly the flags given to either); :func:`apply_science_options` turns the
+    values into configuration and a footprint."""
+    from halo_lrg.science.cuts import SELECTION_NAMES
+
+    options = [
+        click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
+                     help="LRG selection [default from config: seed]."),
+        click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
+                     help="fail: stop at the first unusable file (default); skip: record it "
+                          "in the manifest and count the rest."),
+        click.option("--max-sweeps", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Read at most N files (after footprint filtering): for smoke "
+                          "tests. 0 = all."),
+        click.option("--z-mag-max", type=float, default=None,
+                     help="seed: dereddened z < this [20.4]."),
+        click.option("--min-r-minus-z", type=float, default=None,
+                     help="seed: r - z > this [0.4]."),
+        click.option("--min-z-minus-w1", type=float, default=None,
+                     help="seed: z - W1 > this [0.8]."),
+        click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
+                     help="Rows read per chunk [config read.chunk_rows]. A task holds ~700 "
+                          "bytes a row of it (the 505-byte read buffer and column copies): "
+                          "small enough that a node's tasks share its L3 cache."),
+    ]
+    function = footprint_options(function)
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def apply_science_options(config: Config, *, selection: Optional[str] = None,
+                          on_error: Optional[str] = None, max_sweeps: Optional[int] = None,
+                          z_mag_max: Optional[float] = None,
+                          min_r_minus_z: Optional[float] = None,
+                          min_z_minus_w1: Optional[float] = None,
+                          chunk_rows: Optional[int] = None, ra_min: Optional[float] = None,
+                          ra_max: Optional[float] = None, dec_min: Optional[float] = None,
+                          dec_max: Optional[float] = None) -> tuple[Config, Any]:
+    """The flags of :func:`science_options` over ``config`` (unset flags change nothing),
+    and the footprint they name (None: the whole sky)."""
+    config = override(
+        config,
+        cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
+              "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
+        run={"on_error": on_error, "max_sweeps": max_sweeps},
+        read={"chunk_rows": chunk_rows},
+    )
+    return config, make_footprint(ra_min, ra_max, dec_min, dec_max)
