@@ -27,13 +27,11 @@ DATA = REPO / "bench" / "data"
 # Real sweeps hold ~1.5e5 objects per deg²: the benchmark files have real brick counts.
 OBJECT_DENSITY = 150_000.0
 
-# Assumptions of the cost model (stated in the report; change them here).
+# The cost model is halo_lrg.aws.estimate's (what `halo-lrg submit` prints before launching):
+# its per-task S3 rate, network caps and prices are the assumptions; the data set's are here.
 DR10_SOUTH_FILES = 1436
 DR10_SOUTH_BYTES = 1.6e12          # 1.4-1.8 TB estimated (reference §1)
-S3_MB_PER_S_PER_TASK = 90.0         # one task's S3 GET throughput in-region (assumed)
-NODE_NETWORK_MB_S = {"m5.xlarge": 156.0}  # 1.25 Gbps sustained baseline (bursts to 10)
-EC2_PRICE = {"m5.xlarge": 0.192}    # on-demand us-east-1, $/h
-EMR_PRICE = {"m5.xlarge": 0.048}    # EMR uplift, $/h
+COST_INSTANCE = "m5.xlarge"        # the default core and master type
 
 
 def machine() -> str:
@@ -148,7 +146,7 @@ def main() -> int:
     print(f"{main_file.name}: {args.rows:,} rows, {size / 1e6:.0f} MB", flush=True)
     r = {case: run_case(case, main_file, repeat=args.repeat) for case in (
         "floor", "seed_astropy", "fitsio_columns", "fast_columns", "count_fitsio",
-        "count_fast", "count_desi")}
+        "count_fast", "count_desi", "checksum")}
     if r["seed_astropy"]["lrg"] != r["count_fast"]["lrg"]:
         raise SystemExit("seed approach and count_sweep disagree on the LRG count")
 
@@ -270,20 +268,32 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
     flat_diff = abs(flat[large_rows]["peak_rss_mb"] - flat[small_rows]["peak_rss_mb"]) / \
         flat[small_rows]["peak_rss_mb"]
     remote_rate = remote_size / 1e6 / remote["seconds"]
+    checksum_ratio = r["checksum"]["seconds"] / ours["seconds"]
     files = args.spark_files
 
     def verdict(ok):
         return "**met**" if ok else "**missed**"
 
-    # Cost model from the measured per-core rate, capped by the assumed per-task S3 rate.
+    # Cost model (halo_lrg.aws.estimate) from the measured per-core rate, capped by the
+    # assumed per-task S3 rate: the default cluster, 1 master + 2 core nodes, one task a vCPU.
+    from halo_lrg.aws.estimate import (
+        PRICES,
+        PRICES_SOURCE,
+        TASK_READ_MB_S,
+        network_mb_s,
+        node_rate_mb_s,
+        nodes_for,
+    )
+
     cpu_rate = mb / ours["seconds"]                     # MB/s per core, processing only
-    task_rate = min(cpu_rate, S3_MB_PER_S_PER_TASK)     # counted while it downloads
+    task_rate = min(cpu_rate, TASK_READ_MB_S)           # counted while it downloads
     nodes, vcpus = 2, 4                                 # default core group: 2 x m5.xlarge
-    node_rate = min(vcpus * task_rate, NODE_NETWORK_MB_S["m5.xlarge"])  # network-capped
-    node_price = EC2_PRICE["m5.xlarge"] + EMR_PRICE["m5.xlarge"]
+    node_rate = node_rate_mb_s(COST_INSTANCE, vcpus, task_rate)  # network-capped
+    price = PRICES[COST_INSTANCE]
+    node_price = price.hourly
     hourly = (nodes + 1) * node_price                   # master + core nodes
     hours = DR10_SOUTH_BYTES / 1e6 / (nodes * node_rate) / 3600
-    nodes_1h = int(-(-(DR10_SOUTH_BYTES / 1e6 / node_rate / 3600) // 1))
+    nodes_1h = nodes_for(DR10_SOUTH_BYTES, 3600, node_rate)
     cost_1h = (nodes_1h + 1) * node_price
 
     small_rss, large_rss = flat[small_rows]["peak_rss_mb"], flat[large_rows]["peak_rss_mb"]
@@ -302,6 +312,10 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
          f"(median of {args.spark_rounds} rounds' ratios); session start "
          f"{spark['startup']:.1f} s "
          "apart", spark["spark_ratio"] <= 1.25),
+        ("SHA-256 of a local file ≤ 10% of count_sweep's time (else: hashed only when a "
+         "checksum list is given)",
+         f"{checksum_ratio:.0%} ({r['checksum']['seconds']:.3f} vs {ours['seconds']:.3f} s, "
+         f"{mb / r['checksum']['seconds']:,.0f} MB/s)", checksum_ratio <= 0.10),
         (f"remote throttled to B = {args.bandwidth:g} MB/s gives ≥ 0.85 B",
          f"{remote_rate:.1f} MB/s = {remote_rate / args.bandwidth:.2f} B "
          f"({remote_size / 1e6:.0f} MB file)", remote_rate >= 0.85 * args.bandwidth),
@@ -344,6 +358,7 @@ result**, measured in one run.
 {row("count_sweep, fitsio path", "count_fitsio", "the reference path")}
 {row("**count_sweep** (seed cuts)", "count_fast", "fast path, the default")}
 {row("count_sweep (desi-lrg cuts)", "count_desi", "18 columns + RELEASE")}
+{row("SHA-256 of the whole file", "checksum", "what a checksum list costs a local input")}
 
 ## Targets
 
@@ -395,15 +410,16 @@ the driver, so no task does a partial aggregation or a shuffle write.
 
 ## Cost model: all of DR10 south on EMR
 
-Assumptions (edit them in `bench/bench.py`): {DR10_SOUTH_FILES} files,
-{DR10_SOUTH_BYTES / 1e12:.1f} TB (1.4-1.8 TB estimated); one task's S3 throughput
-{S3_MB_PER_S_PER_TASK:g} MB/s, overlapped with processing (streamed reads);
-m5.xlarge (4 vCPU) at ${EC2_PRICE['m5.xlarge']}/h EC2 + ${EMR_PRICE['m5.xlarge']}/h EMR,
-on-demand us-east-1; one task per vCPU.
+The model is `halo_lrg/aws/estimate.py`'s, the one `halo-lrg submit` prints before it
+launches. Assumptions (the data set's in `bench/bench.py`, the rest in that module):
+{DR10_SOUTH_FILES} files, {DR10_SOUTH_BYTES / 1e12:.1f} TB (1.4-1.8 TB estimated); one
+task's S3 throughput {TASK_READ_MB_S:g} MB/s, overlapped with processing (streamed reads);
+{COST_INSTANCE} (4 vCPU) at ${price.ec2}/h EC2 + ${price.emr}/h EMR ({PRICES_SOURCE});
+one task per vCPU.
 
 * Measured processing rate per core: **{cpu_rate:,.0f} MB/s**; per task, streaming from S3:
   **{task_rate:,.0f} MB/s**; per node, {vcpus} tasks capped by the node's network
-  ({NODE_NETWORK_MB_S['m5.xlarge']:g} MB/s sustained): **{node_rate:,.0f} MB/s**.
+  ({network_mb_s(COST_INSTANCE):g} MB/s sustained): **{node_rate:,.0f} MB/s**.
 * Default cluster (1 master + {nodes} core m5.xlarge): **{hours:.1f} h**, about
   **${hours * hourly:,.2f}** (${hourly:.2f}/h).
 * To finish in one hour: **{nodes_1h} core m5.xlarge** (+1 master), about
@@ -411,7 +427,7 @@ on-demand us-east-1; one task per vCPU.
   beyond {DR10_SOUTH_FILES // vcpus} nodes more nodes only idle.
 
 The network, not the CPU, sets the pace: the read path runs at {cpu_rate:,.0f} MB/s a core,
-~{cpu_rate / S3_MB_PER_S_PER_TASK:.0f}x what one S3 stream delivers. Reading the public sweeps
+~{cpu_rate / TASK_READ_MB_S:.0f}x what one S3 stream delivers. Reading the public sweeps
 straight from NERSC over HTTPS is slower still; copy them to S3 in the cluster's region first.
 """
 

@@ -3,6 +3,7 @@
     python -m bench.cases CASE PATH [ARGS...]   -> prints one JSON line
 
 Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fitsio,
+checksum (the SHA-256 of the whole file, as a run with a checksum list computes it),
 remote_http (ARGS: URL), sequential (PATH is an index), spark and pool (PATH is an index;
 ARGS: cores), spark_tasks (PATH unused; ARGS: cores, plain|groupby|job).
 """
@@ -108,6 +109,18 @@ def count_fitsio(path: str) -> dict:
 
 def count_desi(path: str) -> dict:
     return _count(path, True, "desi-lrg")
+
+
+def checksum(path: str) -> dict:
+    """SHA-256 of every byte of the file, as a task computes it for a local input when a
+    checksum list is given (`io.fetch.hash_file`); compare with count_fast."""
+    from halo_lrg.io.fetch import InputHash, hash_file
+
+    started = time.perf_counter()
+    hasher = InputHash()
+    hash_file(path, hasher)
+    return {"seconds": time.perf_counter() - started, "bytes": hasher.nbytes,
+            "sha256": hasher.hexdigest()}
 
 
 def remote_http(path: str, url: str) -> dict:
@@ -324,7 +337,7 @@ def pool(index: str, cores: str) -> dict:
 
 
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
-                                 count_fitsio, count_desi, remote_http, spark, pool,
+                                 count_fitsio, count_desi, checksum, remote_http, spark, pool,
                                  spark_tasks, sequential)}
 
 if __name__ == "__main__":

@@ -61,13 +61,17 @@ def test_output_layout_is_exact_and_reruns_are_byte_identical(spark, config, sam
     run(spark, config, sample["index"], out)
     first = (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == [
-        "_SUCCESS", "_progress.json", "lrg_counts_per_brick", "manifest.json"]
+        "_SUCCESS", "_partials", "_progress.json", "lrg_counts_per_brick", "manifest.json"]
     assert [p.name for p in (out / "lrg_counts_per_brick").iterdir()] == ["part-00000.csv"]
+    # one stored partial per input, no temp files left behind
+    assert len([p for p in (out / "_partials").iterdir()]) == len(sample["paths"])
     lines = first.decode().splitlines()
     assert lines[0] == "brickname,lrg_count"
     names = [line.split(",")[0] for line in lines[1:]]
     assert names == sorted(names) and len(set(names)) == len(names)
-    run(spark, config, sample["index"], out)
+    run(spark, config, sample["index"], out)  # resumed: every file from its partial
+    assert (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes() == first
+    run(spark, config, sample["index"], out, resume=False)  # every file counted again
     assert (out / "lrg_counts_per_brick" / "part-00000.csv").read_bytes() == first
 
 
@@ -241,7 +245,8 @@ def test_the_job_is_one_stage_without_a_shuffle(spark, config, sample):
 def test_a_task_returns_its_bricks_then_one_status_row(spark):
     counts = SweepCount("/d/s.fits", np.array(["1500p000", "1501p000"]), np.array([7, 3]),
                         np.array([2, 0]), rows=10, objects=10, lrg=2, seconds=0.5)
-    ok = _partials_frame("/d/s.fits", counts, FileResult("/d/s.fits", "ok", 10, 10, 2, 0.5))
+    ok = _partials_frame("/d/s.fits", counts, FileResult("/d/s.fits", "ok", 10, 10, 2, 0.5,
+                                                         sha256="ab" * 32, partial="saved"))
     failed = _partials_frame("/d/t.fits", None,
                              FileResult("/d/t.fits", "failed", seconds=0.1,
                                         error="/d/t.fits: truncated"))
@@ -252,10 +257,10 @@ def test_a_task_returns_its_bricks_then_one_status_row(spark):
 
     actual = spark.range(1, numPartitions=1).mapInPandas(task, PARTIAL_SCHEMA)
     expected = spark.createDataFrame([
-        ("1500p000", 2, None, None, 0, 0, 0, 0.0, None),
-        ("1501p000", 0, None, None, 0, 0, 0, 0.0, None),
-        (None, 0, "/d/s.fits", "ok", 10, 10, 2, 0.5, None),
-        (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated"),
+        ("1500p000", 2, None, None, 0, 0, 0, 0.0, None, None, None),
+        ("1501p000", 0, None, None, 0, 0, 0, 0.0, None, None, None),
+        (None, 0, "/d/s.fits", "ok", 10, 10, 2, 0.5, None, "ab" * 32, "saved"),
+        (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated", None, None),
     ], schema=PARTIAL_SCHEMA)
     assert_df_equality(actual, expected)
 

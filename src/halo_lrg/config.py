@@ -59,6 +59,8 @@ class RunConfig:
     driver_memory: str
     local_java_options: str
     tune_python_workers: bool
+    resume: bool
+    checksums: str
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,18 @@ EXIT_PARTIAL = 3
                    "default: the AWS SDK's chain].")
 @click.option("--with-density", is_flag=True,
               help="Also write DIR/lrg_density.csv: brick centre, exact area, LRGs per deg².")
+@click.option("--resume/--no-resume", default=None,
+              help="Reuse the stored partials of files already counted into DIR (same input, "
+                   "selection, footprint and version): they are not read again [default: "
+                   "config run.resume = true]. --no-resume counts every file.")
+@click.option("--retry-failed", is_flag=True,
+              help="Count only the files the previous run into DIR failed (or never reached), "
+                   "reusing every other file's partial; refused if anything else would need "
+                   "counting.")
+@click.option("--checksums", default=None, metavar="FILE|URL",
+              help="A sha256sum list ('<sha256>  <file name>' lines, matched by base name), "
+                   "e.g. the one `halo-lrg index` saves: each input's SHA-256 is checked as "
+                   "it is read; a mismatch fails that file [config run.checksums].")
 @click.option("--config", "config_file", default=None, metavar="FILE|URI",
               help="A TOML file (path, s3:// or https://) overriding the defaults; wins over "
                    "halo-lrg --config. What `halo-lrg submit` passes to the cluster.")
@@ -59,7 +71,8 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
                 on_error: Optional[str], master: Optional[str], max_sweeps: Optional[int],
                 z_mag_max: Optional[float], min_r_minus_z: Optional[float],
                 min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
-                region: Optional[str], with_density: bool, config_file: Optional[str],
+                region: Optional[str], with_density: bool, resume: Optional[bool],
+                retry_failed: bool, checksums: Optional[str], config_file: Optional[str],
                 ra_min: Optional[float],
                 ra_max: Optional[float], dec_min: Optional[float],
                 dec_max: Optional[float]) -> None:
@@ -79,29 +92,43 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
       DIR/_last_failure.json                    a failed run's manifest; the previous
                                                 result is left as it was
       DIR/_progress.json                        progress while it runs (every ~30 s)
+      DIR/_partials/<key>.json                  each counted file's partial, stored as it
+                                                completes: a rerun resumes from them
+
+    \b
+    Resuming:
+      halo-lrg run ... --output DIR                 reads only files without a partial
+      halo-lrg run ... --output DIR --retry-failed  only the previous run's failures
+      halo-lrg run ... --output DIR --no-resume     every file again
 
     \b
     Exit status:
       0  every file counted
       3  counted, but files were skipped (--on-error skip; listed in the manifest)
-      1  no result (a bad file under --on-error fail, every file failed, Spark failed,
-         the index or output unusable); the previous result is untouched
+      1  no result (a bad file or a SHA-256 mismatch under --on-error fail, every file
+         failed, Spark failed, the index, checksum list or output unusable, --retry-failed
+         refused); the previous result is untouched
       2  usage error
     """
     from halo_lrg.spark.run import JobSpec, RunFailed, run_job, summary_lines
     from halo_lrg.spark.session import SparkSetupError, get_spark
 
+    if retry_failed and resume is False:
+        raise click.UsageError("--retry-failed reuses the other files' partials: it cannot "
+                               "be combined with --no-resume")
     config = override(
         load_user_config(config_file) if config_file else get_config(ctx),
         cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
               "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
-        run={"on_error": on_error, "max_sweeps": max_sweeps},
+        run={"on_error": on_error, "max_sweeps": max_sweeps,
+             "resume": True if retry_failed else resume, "checksums": checksums},
         read={"chunk_rows": chunk_rows},
         remote={"region": region},
     )
     try:
         spec = JobSpec(index_uri, output_uri, config,
-                       make_footprint(ra_min, ra_max, dec_min, dec_max), with_density)
+                       make_footprint(ra_min, ra_max, dec_min, dec_max), with_density,
+                       retry_failed=retry_failed)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

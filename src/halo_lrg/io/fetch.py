@@ -4,16 +4,25 @@ Every input goes through :func:`local_copy` (a local path for the duration of a 
 block: remote files are downloaded to a private temp directory, verified, and deleted when
 the block ends, even when reading fails) or :func:`read_text`, so the pipeline never cares
 where bytes live. Errors are :class:`SourceError` naming the URI, never a temp path.
+
+Checksums: an :class:`InputHash` handed to :func:`local_copy` hears every byte of the input
+(downloads as they arrive, local files read whole); :class:`ChecksumList` is a published
+``sha256sum`` list (``<hex>  <name>`` lines, matched by base name) and
+:func:`verify_sha256` compares. :func:`file_identity` says what an input is without reading it
+(size plus ETag / modification time), for matching stored partial results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Optional
-from urllib.parse import urlparse
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from urllib.parse import unquote, urlparse
 
 from halo_lrg.config import Config
 from halo_lrg.io.retry import TransientError
@@ -25,8 +34,6 @@ from halo_lrg.io.uri import (
     split_s3_uri,
 )
 from halo_lrg.io.workdir import task_workdir
-
-TEMP_PREFIX = "halo-lrg-"
 
 
 class SourceError(Exception):
@@ -68,31 +75,152 @@ def _translated(uri: str) -> Iterator[None]:
         raise SourceError(uri, f"cannot store the download ({exc})") from None
 
 
-def _download(uri: str, dest: str, config: Config) -> None:
+def _download(uri: str, dest: str, config: Config, hasher: Optional[InputHash] = None) -> None:
     from halo_lrg.io import http as http_source
     from halo_lrg.io import s3 as s3_source
 
     with _translated(uri):
         if is_s3(uri):
-            s3_source.download(uri, dest, config.remote)
+            s3_source.download(uri, dest, config.remote, hasher=hasher)
         else:
-            http_source.download(uri, dest, config.remote)
+            http_source.download(uri, dest, config.remote, hasher=hasher)
 
 
 @contextmanager
-def local_copy(uri: str, config: Config) -> Iterator[str]:
-    """A local path holding ``uri``'s bytes for the duration of the ``with`` block."""
+def local_copy(uri: str, config: Config, hasher: Optional[InputHash] = None) -> Iterator[str]:
+    """A local path holding ``uri``'s bytes for the duration of the ``with`` block.
+
+    ``hasher`` hears every byte before the block starts: a download's as they arrive, a local
+    file's by reading it whole (which costs more than counting it: see :func:`hash_file`)."""
     check_uri(uri)
     if scheme_of(uri) == "file":
         path = local_path(uri)
         if not os.path.exists(path):
             raise SourceError(uri, "no such file")
+        if hasher is not None:
+            try:
+                hash_file(path, hasher)
+            except OSError as exc:
+                raise SourceError(uri, f"cannot read ({exc.strerror or exc})") from None
         yield path
         return
     with task_workdir(config.remote.tmp_dir) as workdir:
         dest = os.path.join(workdir, download_name(uri))
-        _download(uri, dest, config)
+        _download(uri, dest, config, hasher)
         yield dest
+
+
+# --- checksums ----------------------------------------------------------------------------------
+
+class InputHash:
+    """The SHA-256 of one input, fed as its bytes arrive; ``reset()`` when a download starts
+    over (the download functions of :mod:`halo_lrg.io.http` and :mod:`halo_lrg.io.s3` take one
+    as ``hasher``)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._digest = hashlib.sha256()
+        self.nbytes = 0
+
+    def update(self, data: Any) -> None:
+        self._digest.update(data)
+        self.nbytes += len(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+#: Bytes per read when hashing a local file (hashlib releases the GIL for each).
+HASH_BLOCK = 1 << 22
+
+
+def hash_file(path: str, hasher: InputHash) -> str:
+    """Feed a whole local file to ``hasher``; its hex digest."""
+    hasher.reset()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+class ChecksumMismatch(SourceError):
+    """The input's bytes are not the ones its checksum list describes."""
+
+    def __init__(self, uri: str, expected: str, got: str) -> None:
+        super().__init__(uri, f"SHA-256 mismatch: expected {expected}, got {got}")
+        self.expected, self.got = expected, got
+
+
+def verify_sha256(uri: str, hasher: InputHash, expected: Optional[str]) -> str:
+    """The input's SHA-256; :class:`ChecksumMismatch` when ``expected`` says otherwise."""
+    got = hasher.hexdigest()
+    if expected is not None and got != expected:
+        raise ChecksumMismatch(uri, expected, got)
+    return got
+
+
+_SHA256_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+def input_name(uri: str) -> str:
+    """An input's base name, as checksum lists name files."""
+    if scheme_of(uri) == "file":
+        return os.path.basename(local_path(uri))
+    return os.path.basename(unquote(urlparse(uri).path))
+
+
+@dataclass
+class ChecksumList:
+    """A ``sha256sum`` list (``<hex>  <name>`` lines, as ``sha256sum`` writes and the
+    survey publishes per sweep directory). Files are matched by base name; a name listed
+    twice with different hashes is ambiguous, and an input of that name is refused."""
+
+    source: str
+    by_name: dict[str, str] = field(default_factory=dict)
+    ambiguous: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> ChecksumList:
+        """Raises ValueError naming the list and the line for a line that is not
+        ``<64 hex digits> <space or *><name>`` (blank lines and ``#`` comments are skipped)."""
+        listed = cls(source)
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            match = _SHA256_LINE.match(line)
+            if match is None:
+                raise ValueError(f"{source}: line {number} is not '<sha256>  <file name>': "
+                                 f"{line[:80]!r}")
+            digest, name = match.group(1).lower(), os.path.basename(match.group(2).strip())
+            if listed.by_name.get(name, digest) != digest:
+                listed.ambiguous.add(name)
+            listed.by_name[name] = digest
+        return listed
+
+    def expected(self, uri: str) -> Optional[str]:
+        """The listed SHA-256 of ``uri`` (by base name), None when not listed;
+        :class:`SourceError` when its name is listed with two different hashes."""
+        name = input_name(uri)
+        if name in self.ambiguous:
+            raise SourceError(uri, f"{self.source} lists {name} twice with different "
+                                   "SHA-256 values")
+        return self.by_name.get(name)
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+
+def read_checksums(uri: str, config: Config) -> ChecksumList:
+    """A checksum list from a path, ``file://``, ``s3://`` or ``http(s)://``;
+    :class:`SourceError` naming it when it cannot be read or parsed."""
+    text = read_text(uri, config)
+    try:
+        return ChecksumList.parse(text, uri)
+    except ValueError as exc:
+        raise SourceError(uri, str(exc).split(": ", 1)[-1]) from None
 
 
 def download_name(uri: str) -> str:
@@ -144,6 +272,60 @@ def write_bytes(uri: str, data: bytes, config: Config) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as fh:
         fh.write(data)
+
+
+@dataclass(frozen=True)
+class InputIdentity:
+    """What an input is, known without reading it: its size and a validator (ETag, or the
+    modification time: nanoseconds for a local file, Last-Modified remotely)."""
+
+    uri: str
+    size: Optional[int]
+    etag: Optional[str] = None
+    modified: Optional[str] = None
+
+    @property
+    def known(self) -> bool:
+        """Enough to tell a changed file: a size and at least one validator."""
+        return self.size is not None and bool(self.etag or self.modified)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "size": self.size, "etag": self.etag,
+                "modified": self.modified}
+
+
+def file_identity(uri: str, config: Config) -> InputIdentity:
+    """Size and validators by stat, HEAD (HTTP) or HeadObject (S3); what cannot be known is
+    None (a missing file is reported by its task, with the reason): never raises."""
+    try:
+        if scheme_of(uri) == "file":
+            stat = os.stat(local_path(uri))
+            return InputIdentity(uri, stat.st_size, modified=str(stat.st_mtime_ns))
+        from halo_lrg.io import http as http_source
+        from halo_lrg.io import s3 as s3_source
+
+        if is_s3(uri):
+            meta = s3_source.head(uri, config.remote)
+            modified = meta.get("LastModified")
+            return InputIdentity(uri, int(meta["ContentLength"]),
+                                 str(meta.get("ETag") or "").strip('"') or None,
+                                 modified.isoformat() if modified is not None else None)
+        if scheme_of(uri) in ("http", "https"):
+            headers = http_source.head(uri, config.remote)
+            length = headers.get("content-length")
+            return InputIdentity(uri, int(length) if length is not None else None,
+                                 headers.get("etag"), headers.get("last-modified"))
+    except Exception:  # the task reports the file's problem, with the reason
+        pass
+    return InputIdentity(uri, None)
+
+
+def file_identities(uris: Sequence[str], config: Config) -> list[InputIdentity]:
+    """:func:`file_identity` of many inputs, remote ones looked up concurrently."""
+    if all(scheme_of(u) == "file" for u in uris):
+        return [file_identity(u, config) for u in uris]
+    with ThreadPoolExecutor(max_workers=max(1, config.remote.head_concurrency)) as pool:
+        return list(pool.map(lambda u: file_identity(u, config), uris))
 
 
 def file_size(uri: str, config: Config) -> Optional[int]:

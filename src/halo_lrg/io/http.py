@@ -12,7 +12,7 @@ import os
 import socket
 import urllib.error
 import urllib.request
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from halo_lrg import __version__
 from halo_lrg.config import RemoteConfig
@@ -58,14 +58,19 @@ def _open(url: str, remote: RemoteConfig, method: str = "GET") -> http.client.HT
 
 def download(url: str, dest: str, remote: RemoteConfig,
              on_retry: Optional[Callable[[str], None]] = None,
-             progress: Optional[Callable[[int], None]] = None) -> int:
+             progress: Optional[Callable[[int], None]] = None,
+             hasher: Optional[Any] = None) -> int:
     """Stream ``url`` to ``dest``; return its size. Raises PermanentHTTPError or (after the
     last attempt) TransientError. ``progress(n)`` hears the bytes on disk so far (0 when an
-    attempt starts over), for a reader following the file as it grows."""
+    attempt starts over), for a reader following the file as it grows. ``hasher`` (an object
+    with ``reset()`` and ``update(bytes)``, e.g. :class:`halo_lrg.io.fetch.InputHash`) hears
+    every byte as it arrives, and a reset when an attempt starts over."""
     def attempt() -> int:
         response = _open(url, remote)
         expected = response.headers.get("Content-Length")
         written = 0
+        if hasher is not None:
+            hasher.reset()
         try:
             with response, open(dest, "wb") as out:
                 if progress is not None:
@@ -74,6 +79,8 @@ def download(url: str, dest: str, remote: RemoteConfig,
                     block = response.read(remote.download_chunk_bytes)
                     if not block:
                         break
+                    if hasher is not None:
+                        hasher.update(block)
                     out.write(block)
                     written += len(block)
                     if progress is not None:
@@ -110,11 +117,19 @@ def read_bytes(url: str, remote: RemoteConfig) -> bytes:
     return with_retries(attempt, remote, url)
 
 
-def content_length(url: str, remote: RemoteConfig) -> Optional[int]:
-    """Size from a HEAD request, or None when the server doesn't say."""
-    def attempt() -> Optional[int]:
+def head(url: str, remote: RemoteConfig) -> dict[str, str]:
+    """The validators of a HEAD request: ``content-length``, ``etag`` and ``last-modified``
+    (lower-case keys; those the server sends)."""
+    def attempt() -> dict[str, str]:
         with _open(url, remote, method="HEAD") as response:
-            value = response.headers.get("Content-Length")
-            return int(value) if value is not None else None
+            return {name: str(response.headers[name]).strip()
+                    for name in ("content-length", "etag", "last-modified")
+                    if response.headers.get(name) is not None}
 
     return with_retries(attempt, remote, url)
+
+
+def content_length(url: str, remote: RemoteConfig) -> Optional[int]:
+    """Size from a HEAD request, or None when the server doesn't say."""
+    value = head(url, remote).get("content-length")
+    return int(value) if value is not None else None

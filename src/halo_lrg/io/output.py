@@ -6,6 +6,11 @@ and written in one piece, so it is either whole or absent. Publishing removes ``
 first and writes it last, after the manifest (which carries the CSV's SHA-256): a reader that
 finds ``_SUCCESS`` has a CSV and manifest from the same run (:func:`check_complete`). A failed
 run never touches the previous result: it writes ``_last_failure.json`` beside it.
+
+``_partials/<key>.json`` holds one counted file's per-brick partial each, written by its task
+as the file completes (:func:`partial_bytes`: the same record gives the same bytes, so a
+retried or speculative task rewrites the same file; locally through a temp name and a rename,
+on S3 in one PUT). Runs resume from them; nothing ever deletes them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ SUCCESS_FILE = "_SUCCESS"
 #: A failed run's manifest, beside the previous result, which it leaves as it was.
 FAILURE_FILE = "_last_failure.json"
 WRITE_CHECK_FILE = "_halo_lrg_write_check"
+#: One file per counted input, named by its key (input identity + selection + version).
+PARTIALS_DIR = "_partials"
+PARTIAL_SUFFIX = ".json"
 
 
 def counts_csv_bytes(counts: pd.DataFrame) -> bytes:
@@ -45,6 +53,18 @@ def counts_csv_bytes(counts: pd.DataFrame) -> bytes:
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def partial_name(key: str) -> str:
+    """``_partials/<key>.json``, relative to the output."""
+    return f"{PARTIALS_DIR}/{key}{PARTIAL_SUFFIX}"
+
+
+def partial_bytes(record: dict[str, Any]) -> bytes:
+    """A partial's bytes: canonical JSON (sorted keys, no spaces), so the same record is
+    always the same bytes."""
+    return (json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            + "\n").encode("utf-8")
 
 
 def join_uri(base: str, *parts: str) -> str:
@@ -93,13 +113,32 @@ class OutputLocation:
         shutil.rmtree(os.path.join(self.root, COUNTS_DIR), ignore_errors=True)
 
     def write_file(self, name: str, data: bytes) -> None:
-        """Replace ``<output>/<name>`` atomically (write aside, then rename)."""
-        os.makedirs(self.root, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=self.root)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, os.path.join(self.root, name))
+        """Replace ``<output>/<name>`` (``name`` may have a directory: ``_partials/k.json``)
+        atomically: written under a temp name beside it, synced, then renamed over it."""
+        path = os.path.join(self.root, *name.split("/"))
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    def list_names(self, directory: str) -> list[str]:
+        """Names of the files in ``<output>/<directory>`` (not temp files), sorted; empty
+        when it does not exist."""
+        try:
+            names = os.listdir(os.path.join(self.root, *directory.split("/")))
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.startswith("."))
 
     def remove_file(self, name: str) -> None:
         path = os.path.join(self.root, name)
@@ -170,6 +209,36 @@ class S3Output(OutputLocation):
 
         uri = self.uri_of(name)
         self._do(lambda: s3_source.delete(uri, self.config.remote), uri)
+
+    def list_names(self, directory: str) -> list[str]:
+        """Object names right under ``<output>/<directory>/``, sorted."""
+        from halo_lrg.io import s3 as s3_source
+        from halo_lrg.io.retry import TransientError, with_retries
+
+        prefix_uri = join_uri(self.uri, directory) + "/"
+        bucket, prefix = split_s3_uri(prefix_uri)
+        remote = self.config.remote
+
+        def attempt() -> list[str]:
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                pages = s3_source.client(remote).get_paginator("list_objects_v2").paginate(
+                    Bucket=bucket, Prefix=prefix, Delimiter="/")
+                return sorted(item["Key"][len(prefix):] for page in pages
+                              for item in page.get("Contents", []))
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+                if status >= 500 or status == 429:
+                    raise TransientError(str(exc)) from None
+                raise OutputError(f"{prefix_uri}: cannot list ({exc})") from None
+            except BotoCoreError as exc:
+                raise TransientError(f"{type(exc).__name__}: {exc}") from None
+
+        try:
+            return with_retries(attempt, remote, prefix_uri)
+        except TransientError as exc:
+            raise OutputError(f"{prefix_uri}: cannot list ({exc})") from None
 
     def check_writable(self) -> None:
         """Put and delete a marker: no write or no delete permission shows now."""

@@ -123,10 +123,12 @@ def head(uri: str, remote: RemoteConfig) -> dict:
     return _head(uri, remote)
 
 
-def download(uri: str, dest: str, remote: RemoteConfig, *, s3: Optional[Any] = None) -> int:
+def download(uri: str, dest: str, remote: RemoteConfig, *, s3: Optional[Any] = None,
+             hasher: Optional[Any] = None) -> int:
     """Download to ``dest`` with concurrent ranged GETs pinned to the object's ETag (see
     :func:`fetch_parts`); verify the size and, for a single-part upload, the MD5 ETag.
-    ``dest`` is removed on failure. ``s3`` replaces the cached client (tests)."""
+    ``dest`` is removed on failure. ``s3`` replaces the cached client (tests); ``hasher``:
+    see :func:`fetch_parts`."""
 
     class Final(Exception):  # a part already spent its retries: don't retry the whole
         def __init__(self, error: BaseException) -> None:
@@ -135,7 +137,8 @@ def download(uri: str, dest: str, remote: RemoteConfig, *, s3: Optional[Any] = N
 
     def fetch() -> int:
         try:
-            size, etag = fetch_parts(uri, dest, remote, lambda _n: None, s3=s3)
+            size, etag = fetch_parts(uri, dest, remote, lambda _n: None, s3=s3,
+                                     hasher=hasher)
         except TransientError as exc:
             raise Final(exc) from None
         etag = etag.strip('"')
@@ -229,7 +232,8 @@ def _precondition_failed(exc: BaseException) -> bool:
 
 
 def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[int], None], *,
-                s3: Optional[Any] = None, write: Writer = os.pwrite) -> tuple[int, str]:
+                s3: Optional[Any] = None, write: Writer = os.pwrite,
+                hasher: Optional[Any] = None) -> tuple[int, str]:
     """What :func:`download_parts_in_order` does, returning ``(size, etag)``; ``s3`` (a client)
     and ``write`` (an ``os.pwrite``) are seams for tests.
 
@@ -241,6 +245,11 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
     the contiguous prefix of finished parts; ``progress(size)`` only once every part's written
     length equals its range and their total equals the ContentLength. On any failure the
     other parts stop and ``dest`` is removed.
+
+    ``hasher`` (an object with ``reset()`` and ``update(bytes)``, e.g.
+    :class:`halo_lrg.io.fetch.InputHash`) is reset, then hears the file's bytes in order as
+    the contiguous prefix grows (read back from ``dest``), all of them before
+    ``progress(size)``.
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -298,6 +307,22 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
             raise
 
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
+    hashed = [0]  # bytes of the prefix the hasher has heard
+    if hasher is not None:
+        hasher.reset()
+
+    def hash_prefix(end: int) -> None:
+        if hasher is None or hashed[0] >= end:
+            return
+        with open(dest, "rb") as reader:
+            reader.seek(hashed[0])
+            while hashed[0] < end:
+                block = reader.read(min(1 << 22, end - hashed[0]))
+                if not block:
+                    raise OSError(errno.EIO, f"cannot read back {dest} at {hashed[0]:,}")
+                hasher.update(block)
+                hashed[0] += len(block)
+
     try:
         try:
             os.ftruncate(fd, size)
@@ -313,6 +338,7 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
                         finished[future.result()] = True
                         while prefix < len(starts) and finished[prefix]:
                             prefix += 1
+                        hash_prefix(starts[prefix] if prefix < len(starts) else size)
                         if prefix < len(starts):
                             progress(starts[prefix])
                 except BaseException:
@@ -335,9 +361,10 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
 
 
 def download_parts_in_order(uri: str, dest: str, remote: RemoteConfig,
-                            progress: Any) -> int:
+                            progress: Any, hasher: Optional[Any] = None) -> int:
     """Download with concurrent ranged GETs written at their offsets, reporting the length
     of the contiguous prefix on disk as parts complete (``progress(n)``), so a reader can
     follow the file from its start while later parts are still in flight. Every part is
-    pinned to the ETag of one HEAD (:func:`fetch_parts`); ``dest`` is removed on failure."""
-    return fetch_parts(uri, dest, remote, progress)[0]
+    pinned to the ETag of one HEAD (:func:`fetch_parts`); ``dest`` is removed on failure.
+    ``hasher``: see :func:`fetch_parts`."""
+    return fetch_parts(uri, dest, remote, progress, hasher=hasher)[0]

@@ -15,11 +15,23 @@ which it measured cheaper on small clusters (see :func:`collect_partials`); the 
 A task never raises for a bad file in :func:`lrg_partials`: the failure becomes its status row,
 and a file's counts appear only once the whole file was read, so no count includes part of a
 file. :func:`count_lrgs` raises for a bad file unless ``on_error="skip"``.
+
+Durable partials (the run layer asks for them with ``partials_uri`` and a :class:`FileTask`
+per file): as soon as a file is counted, its task stores the per-brick partial under
+``<output>/_partials/<key>.json`` (:func:`partial_record`), keyed by what would make a
+recount differ (:func:`file_task`). The same key always gets the same bytes, so a retried or
+speculative attempt rewrites an identical file. Checksums: a task computes the SHA-256 of
+every download as it arrives and, given an expected one, of a local file too, and fails the
+file on a mismatch before its counts are used.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
+import re
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,23 +41,45 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
+from halo_lrg import __version__
 from halo_lrg.config import Config, load_config
 from halo_lrg.count import SweepCount, count_sweep_file
 from halo_lrg.fits.reader import SweepError
-from halo_lrg.io.fetch import SourceError, local_copy
+from halo_lrg.io.fetch import (
+    InputHash,
+    InputIdentity,
+    SourceError,
+    input_name,
+    local_copy,
+    verify_sha256,
+)
 from halo_lrg.io.uri import REMOTE_SCHEMES, scheme_of
 from halo_lrg.science.cuts import get_selection
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
 
+log = logging.getLogger(__name__)
+
 #: What a task returns for its file: one row per brick (``brickname``, ``lrg_count``; the
-#: status fields null or 0), then one status row (``brickname`` null; ``uri`` and the rest set).
+#: status fields null or 0), then one status row (``brickname`` null; ``uri`` and the rest
+#: set; ``sha256`` when the bytes were hashed; ``partial``: ``saved``, ``not saved: <why>``,
+#: or null when none was asked for).
 PARTIAL_SCHEMA = (
     "brickname string, lrg_count long, uri string, status string, rows long, objects long, "
-    "lrg long, seconds double, error string"
+    "lrg long, seconds double, error string, sha256 string, partial string"
 )
-STATUS_FIELDS = ["uri", "status", "rows", "objects", "lrg", "seconds", "error"]
+STATUS_FIELDS = ["uri", "status", "rows", "objects", "lrg", "seconds", "error", "sha256",
+                 "partial"]
 COUNT_SCHEMA = "brickname string, lrg_count long"
+#: The format of ``_partials/<key>.json``; part of every key, so a new format never reads
+#: an old file.
+PARTIAL_FORMAT = "halo-lrg-partial/1"
+
+
+def _text(value: Any) -> Optional[str]:
+    """A collected string column's value: None for null (NaN or None)."""
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) \
+        else str(value)
 
 
 @dataclass
@@ -58,44 +92,186 @@ class FileResult:
     seconds: float = 0.0
     error: Optional[str] = None
     bytes: Optional[int] = None
+    #: SHA-256 of the bytes counted (downloads always; local files when one was expected).
+    sha256: Optional[str] = None
+    #: What the checksum list says (None: no list, or the file is not in it).
+    sha256_expected: Optional[str] = None
+    #: Taken from a stored partial: not read in this run.
+    reused: bool = False
+    #: saved | reused | "not saved: <why>" | None (no partial asked for, or not counted)
+    partial: Optional[str] = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], size: Optional[int]) -> FileResult:
+    def from_row(cls, row: dict[str, Any], size: Optional[int],
+                 expected: Optional[str] = None) -> FileResult:
         """From a collected status row (numpy scalars, NaN for a missing error)."""
-        error = row.get("error")
         return cls(str(row["uri"]), str(row["status"]), int(row["rows"]), int(row["objects"]),
-                   int(row["lrg"]), float(row["seconds"]),
-                   None if error is None or pd.isna(error) else str(error), size)
+                   int(row["lrg"]), float(row["seconds"]), _text(row.get("error")), size,
+                   _text(row.get("sha256")), expected, False, _text(row.get("partial")))
+
+    @property
+    def sha256_verified(self) -> bool:
+        return self.sha256 is not None and self.sha256 == self.sha256_expected
 
     def to_dict(self) -> dict[str, Any]:
         return {"uri": self.uri, "status": self.status, "rows": self.rows,
                 "objects": self.objects, "lrg": self.lrg, "seconds": round(self.seconds, 3),
-                "bytes": self.bytes, "error": self.error}
+                "bytes": self.bytes, "error": self.error, "sha256": self.sha256,
+                "sha256_expected": self.sha256_expected,
+                "sha256_verified": self.sha256_verified, "reused": self.reused,
+                "partial": self.partial}
 
 
-def count_one_file(uri: str, config: Config, footprint: Optional[Footprint]
+@functools.cache
+def _streaming_hashes() -> bool:
+    """Whether :func:`halo_lrg.count.streaming.stream_count` takes a ``hasher`` (the SHA-256
+    of a download counted while it arrives); without it, a remote file whose SHA-256 must be
+    checked is downloaded first, hashed on the way, then counted."""
+    import inspect
+
+    from halo_lrg.count.streaming import stream_count
+
+    return "hasher" in inspect.signature(stream_count).parameters
+
+
+def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
+                   expected_sha256: Optional[str] = None
                    ) -> tuple[Optional[SweepCount], FileResult]:
     """Count one file end to end (fetch, read, cut, count). Never raises: a failure is a
-    ``FileResult`` with status ``failed`` and an error naming the URI and the cause."""
+    ``FileResult`` with status ``failed`` and an error naming the URI and the cause.
+
+    Downloads are hashed (SHA-256) as they arrive; a local file is read whole for its hash
+    only when ``expected_sha256`` is given (hashing costs more than counting it). A hash that
+    differs from ``expected_sha256`` fails the file, naming both values."""
     started = time.perf_counter()
     selection = get_selection(config.cuts.selection, config.cuts)
+    remote = scheme_of(uri) in REMOTE_SCHEMES
+    hasher = InputHash() if remote or expected_sha256 is not None else None
+    sha256 = None
     try:
-        if config.remote.stream_remote and scheme_of(uri) in REMOTE_SCHEMES:
+        if remote and config.remote.stream_remote and (
+                expected_sha256 is None or _streaming_hashes()):
             from halo_lrg.count.streaming import stream_count
 
-            result = stream_count(uri, config, selection, footprint)
+            if _streaming_hashes():
+                result = stream_count(uri, config, selection, footprint,  # type: ignore[call-arg]
+                                      hasher=hasher)
+                sha256 = verify_sha256(uri, hasher, expected_sha256)  # type: ignore[arg-type]
+            else:  # no hash of a streamed download yet, and none was asked for
+                result = stream_count(uri, config, selection, footprint)
         else:
-            with local_copy(uri, config) as path:
+            with local_copy(uri, config, hasher) as path:
+                if hasher is not None:  # before counting: bad bytes are never counted
+                    sha256 = verify_sha256(uri, hasher, expected_sha256)
                 result = count_sweep_file(path, selection, config.read.chunk_rows,
                                           config.read.fast_path, footprint)
     except (SweepError, SourceError) as exc:
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
-                                error=f"{uri}: {exc.cause}")
+                                error=f"{uri}: {exc.cause}", sha256_expected=expected_sha256)
     except Exception as exc:  # anything else is still this file's failure, named as such
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
-                                error=f"{uri}: {type(exc).__name__}: {exc}")
+                                error=f"{uri}: {type(exc).__name__}: {exc}",
+                                sha256_expected=expected_sha256)
     return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
-                              time.perf_counter() - started)
+                              time.perf_counter() - started, sha256=sha256,
+                              sha256_expected=expected_sha256)
+
+
+# --- durable partials ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FileTask:
+    """What a task needs for one file besides its URI: the SHA-256 its checksum list gives,
+    and where its partial goes (``partial_key``; ``partial_header``: what the key is made of,
+    stored in the partial so that a reader can check it)."""
+
+    expected_sha256: Optional[str] = None
+    partial_key: Optional[str] = None
+    partial_header: Optional[dict[str, Any]] = None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_task(identity: InputIdentity, expected_sha256: Optional[str], config: Config,
+              footprint: Optional[Footprint]) -> FileTask:
+    """The file's task, with a partial key when the input's identity is known.
+
+    The key covers everything that could make a recount differ: the input (URI, size, ETag
+    or modification time, and the listed SHA-256 when there is one), the selection (name and
+    parameters), the footprint, the halo-lrg version and the partial format. An input whose
+    size or validators cannot be known gets no key: it is always recounted."""
+    if not identity.known:
+        return FileTask(expected_sha256)
+    selection = get_selection(config.cuts.selection, config.cuts)
+    header = {
+        "format": PARTIAL_FORMAT,
+        "halo_lrg_version": __version__,
+        "input": {**identity.to_dict(), "sha256": expected_sha256},
+        "selection": {"name": selection.name, "parameters": dict(selection.parameters)},
+        "footprint": footprint.to_dict() if footprint is not None else None,
+    }
+    # Through JSON and back: the header a task stores and a reader compares are the same
+    # plain values (tuples become lists).
+    header = json.loads(json.dumps(header, sort_keys=True))
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":"))
+                            .encode("utf-8")).hexdigest()
+    name = _UNSAFE.sub("_", input_name(identity.uri))[:80] or "input"
+    return FileTask(expected_sha256, f"{name}-{digest[:40]}", header)
+
+
+def partial_record(task: FileTask, counts: SweepCount, status: FileResult) -> dict[str, Any]:
+    """A counted file's partial: the key and what it is made of, the file's totals and SHA-256,
+    and its bricks (sorted). Nothing in it depends on the attempt (no times), so every
+    attempt writes the same bytes."""
+    return {
+        **(task.partial_header or {}),
+        "key": task.partial_key,
+        "result": {"rows": status.rows, "objects": status.objects, "lrg": status.lrg,
+                   "sha256": status.sha256, "sha256_verified": status.sha256_verified},
+        "bricks": {"brickname": [str(n) for n in counts.brickname.tolist()],
+                   "objects": [int(n) for n in counts.n_objects.tolist()],
+                   "lrg_count": [int(n) for n in counts.lrg_count.tolist()]},
+    }
+
+
+def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int]
+                 ) -> Optional[tuple[FileResult, pd.DataFrame]]:
+    """A stored partial as (the file's result, its ``brickname, lrg_count`` rows), or None
+    when it is not the partial ``task`` asks for (a different header, or unreadable)."""
+    try:
+        record = json.loads(data)
+        header = {k: record[k] for k in (task.partial_header or {})}
+        if header != task.partial_header or record.get("key") != task.partial_key:
+            return None
+        result, bricks = record["result"], record["bricks"]
+        names, counts = list(bricks["brickname"]), list(bricks["lrg_count"])
+        if len(names) != len(counts):
+            return None
+        status = FileResult(uri, "ok", int(result["rows"]), int(result["objects"]),
+                            int(result["lrg"]), 0.0, None, size, result.get("sha256"),
+                            task.expected_sha256, True, "reused")
+    except (ValueError, KeyError, TypeError):
+        return None
+    frame = pd.DataFrame({"brickname": pd.Series(names, dtype=object),
+                          "lrg_count": pd.Series(counts, dtype="int64")})
+    return status, frame
+
+
+def _store_partial(partials_uri: str, config: Config, task: FileTask, counts: SweepCount,
+                   status: FileResult) -> str:
+    """Write the file's partial; ``saved``, or ``not saved: <why>`` (the count stands: only
+    a later resume loses it)."""
+    from halo_lrg.io.output import output_location, partial_bytes, partial_name
+
+    name = partial_name(str(task.partial_key))
+    try:
+        output_location(partials_uri, config).write_file(
+            name, partial_bytes(partial_record(task, counts, status)))
+    except Exception as exc:
+        log.warning("%s: partial not saved at %s/%s (%s)", status.uri, partials_uri, name, exc)
+        return f"not saved: {type(exc).__name__}: {exc}"
+    return "saved"
 
 
 def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
@@ -124,21 +300,28 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
         "lrg": column(np.int64, status.lrg),
         "seconds": column(np.float64, status.seconds),
         "error": column(object, status.error),
+        "sha256": column(object, status.sha256),
+        "partial": column(object, status.partial),
     }, copy=False)
 
 
 def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str], config: Config,
                      footprint: Optional[Footprint], progress: Any, tune_workers: bool,
-                     raise_failures: bool) -> Iterator[pd.DataFrame]:
+                     raise_failures: bool, file_tasks: Optional[Sequence[FileTask]] = None,
+                     partials_uri: Optional[str] = None) -> Iterator[pd.DataFrame]:
     if tune_workers:
         # Once per worker process, for its later tasks; preloaded modules get frozen too.
         tuning.install(preload=("fitsio", "halo_lrg.count.streaming"))
     for batch in batches:
         for index in batch["id"]:
             uri = uris[int(index)]
-            bricks, status = count_one_file(uri, config, footprint)
+            task = file_tasks[int(index)] if file_tasks else FileTask()
+            bricks, status = count_one_file(uri, config, footprint, task.expected_sha256)
             if raise_failures and status.status != "ok":
                 raise FileFailed(status.error or uri)
+            if bricks is not None and partials_uri and task.partial_key:
+                # Durable before the file is reported: a driver killed from here on finds it.
+                status.partial = _store_partial(partials_uri, config, task, bricks, status)
             if progress is not None:
                 progress.add([status.to_dict()])
             yield _partials_frame(uri, bricks, status)
@@ -163,7 +346,8 @@ def files_frame(spark: Any, count: int) -> Any:
 def lrg_partials(spark: Any, uris: Sequence[str], selection: Optional[str] = None, *,
                  footprint: Optional[Footprint] = None, config: Optional[Config] = None,
                  progress: Any = None, tune_workers: bool = False,
-                 raise_failures: bool = False) -> Any:
+                 raise_failures: bool = False, file_tasks: Optional[Sequence[FileTask]] = None,
+                 partials_uri: Optional[str] = None) -> Any:
     """One task per file, each returning its per-brick partials and a status row
     (``PARTIAL_SCHEMA``): a lazy DataFrame; nothing runs until an action.
 
@@ -171,13 +355,20 @@ def lrg_partials(spark: Any, uris: Sequence[str], selection: Optional[str] = Non
     :func:`halo_lrg.config.load_config`). ``progress``: a Spark accumulator of lists that hears
     each file's status as it finishes. ``tune_workers``: apply :mod:`halo_lrg.spark.tuning` in
     the Python workers (the caller decides whether it applies; see
-    :func:`halo_lrg.spark.tuning.supported`).
+    :func:`halo_lrg.spark.tuning.supported`). ``file_tasks`` (one per URI; :func:`file_task`)
+    give each file its expected SHA-256 and partial key; with ``partials_uri`` (an output
+    location: local or ``s3://``, written with ``config``'s settings) each counted file's
+    partial is stored there as it completes.
     """
     config = _effective_config(config, selection)
+    if file_tasks is not None and len(file_tasks) != len(uris):
+        raise ValueError(f"{len(file_tasks)} file tasks for {len(uris)} files")
     return files_frame(spark, len(uris)).mapInPandas(
         functools.partial(_count_partition, uris=list(uris), config=config,
                           footprint=footprint, progress=progress, tune_workers=tune_workers,
-                          raise_failures=raise_failures),
+                          raise_failures=raise_failures,
+                          file_tasks=list(file_tasks) if file_tasks is not None else None,
+                          partials_uri=partials_uri),
         schema=PARTIAL_SCHEMA,
     )
 

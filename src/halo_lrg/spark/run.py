@@ -17,16 +17,26 @@ not in a Spark shuffle (see :func:`halo_lrg.spark.job.collect_partials`); the pu
 :func:`halo_lrg.spark.job.count_lrgs` does the same sum with ``groupBy``.
 
 With ``on_error=fail`` the driver cancels the job as soon as one file fails.
+
+Durable runs: each task stores its file's partial under ``<output>/_partials/`` as the file
+completes (:mod:`halo_lrg.spark.job`). A run resumes by default (``run.resume``): files whose
+partial matches (same input identity, selection, footprint, version) are not read at all;
+their partials are loaded here and merged with the new ones, and the manifest marks them
+``"reused": true``. ``retry_failed`` reruns only what the previous run recorded as failed
+(or never reached) and refuses to recount anything else. With a checksum list
+(``run.checksums``) every input's SHA-256 is checked by its task.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -34,21 +44,40 @@ import pandas as pd
 
 from halo_lrg import __version__
 from halo_lrg.config import Config
-from halo_lrg.io.fetch import SourceError, file_sizes, read_text, with_resolved_endpoint
+from halo_lrg.io.fetch import (
+    ChecksumList,
+    InputIdentity,
+    SourceError,
+    file_identities,
+    read_checksums,
+    read_text,
+    with_resolved_endpoint,
+)
 from halo_lrg.io.output import (
     DENSITY_FILE,
     FAILURE_FILE,
+    MANIFEST_FILE,
+    PARTIALS_DIR,
     PROGRESS_FILE,
     SUCCESS_FILE,
     OutputError,
     counts_csv_bytes,
+    join_uri,
     manifest_bytes,
     output_location,
+    partial_name,
 )
 from halo_lrg.science.cuts import get_selection
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
-from halo_lrg.spark.job import FileResult, collect_partials, lrg_partials
+from halo_lrg.spark.job import (
+    FileResult,
+    FileTask,
+    collect_partials,
+    file_task,
+    lrg_partials,
+    read_partial,
+)
 from halo_lrg.survey.index import IndexSelection, order_largest_first, select_inputs
 
 log = logging.getLogger(__name__)
@@ -70,11 +99,17 @@ class JobSpec:
     footprint: Optional[Footprint] = None
     #: Also write <output>/lrg_density.csv (centres, areas, LRGs per deg²).
     with_density: bool = False
+    #: Recount only the files the previous run at the output recorded as failed (or never
+    #: reached); every other file must have a matching partial to reuse.
+    retry_failed: bool = False
 
     def __post_init__(self) -> None:
         if self.config.run.on_error not in ON_ERROR_CHOICES:
             raise ValueError(f"on_error must be one of {ON_ERROR_CHOICES}, "
                              f"got {self.config.run.on_error!r}")
+        if self.retry_failed and not self.config.run.resume:
+            raise ValueError("retrying the failed files reuses the others' partials: it "
+                             "cannot be combined with run.resume = false (--no-resume)")
         get_selection(self.config.cuts.selection, self.config.cuts)  # fail early on a bad name
 
 
@@ -104,6 +139,10 @@ class RunResult:
     @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def reused(self) -> list[FileResult]:
+        return [f for f in self.files if f.reused]
 
 
 # --- driver side --------------------------------------------------------------------------------
@@ -137,6 +176,8 @@ class _ProgressMonitor(threading.Thread):
         self.group, self.fail_fast, self.interval, self.emit = group, fail_fast, interval, emit
         self.report, self.report_interval = report, report_interval
         self.seen: dict[str, dict] = {}
+        #: Files taken from stored partials: done before the job starts, not timed by it.
+        self.reused: set[str] = set()
         self.first_failure: Optional[dict] = None
         self.started = time.perf_counter()
         self._reported = self.started
@@ -159,18 +200,28 @@ class _ProgressMonitor(threading.Thread):
                 self.first_failure = entry
                 self.spark.sparkContext.cancelJobGroup(self.group)
 
+    def add_reused(self, results: list[FileResult]) -> None:
+        """Files whose stored partials were loaded: done, without a progress line each."""
+        for result in results:
+            self.seen[result.uri] = result.to_dict()
+            self.reused.add(result.uri)
+
     def snapshot(self, state: str = "running") -> dict[str, Any]:
-        """Files done/failed/total, rows, LRGs, bytes, elapsed and an ETA from the bytes."""
+        """Files done/failed/total, rows, LRGs, bytes, elapsed and an ETA from the bytes
+        counted in this run (reused files took no time)."""
         done = list(self.seen.values())
         ok = [e for e in done if e["status"] == "ok"]
         elapsed = time.perf_counter() - self.started
         bytes_done = sum(self.sizes.get(e["uri"]) or 0 for e in done)
+        bytes_reused = sum(self.sizes.get(uri) or 0 for uri in self.reused)
         bytes_total = sum(size or 0 for size in self.sizes.values())
         eta = None
-        if state == "running" and 0 < bytes_done < bytes_total:
-            eta = round(elapsed * (bytes_total - bytes_done) / bytes_done, 1)
+        counted = bytes_done - bytes_reused
+        if state == "running" and counted > 0 and bytes_done < bytes_total:
+            eta = round(elapsed * (bytes_total - bytes_done) / counted, 1)
         return {"state": state, "files_total": self.total, "files_done": len(done),
                 "files_ok": len(ok), "files_failed": len(done) - len(ok),
+                "files_reused": len(self.reused),
                 "rows": sum(int(e["rows"]) for e in ok), "lrg": sum(int(e["lrg"]) for e in ok),
                 "bytes_done": bytes_done, "bytes_total": bytes_total,
                 "elapsed_seconds": round(elapsed, 1), "eta_seconds": eta,
@@ -211,17 +262,132 @@ def _short(uri: str) -> str:
     return uri.rsplit("/", 1)[-1] or uri
 
 
-def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
-    """The files to read (after duplicates, footprint and cap), largest first, with sizes."""
+def plan_files(spec: JobSpec) -> tuple[IndexSelection, list[InputIdentity]]:
+    """The files to read (after duplicates, footprint and cap), largest first, with what
+    each is (size, ETag or modification time)."""
     try:
         text = read_text(spec.index_uri, spec.config)
     except SourceError as exc:
         raise RunFailed(f"cannot read the index {exc}") from None
     inputs = select_inputs(text, spec.footprint, spec.config.run.max_sweeps)
-    sizes = file_sizes(inputs.uris, spec.config)
-    order = order_largest_first(inputs.uris, sizes)
+    identities = file_identities(inputs.uris, spec.config)
+    order = order_largest_first(inputs.uris, [i.size for i in identities])
     inputs.uris = [inputs.uris[i] for i in order]
-    return inputs, [sizes[i] for i in order]
+    return inputs, [identities[i] for i in order]
+
+
+def plan_inputs(spec: JobSpec) -> tuple[IndexSelection, list[Optional[int]]]:
+    """The files to read (after duplicates, footprint and cap), largest first, with sizes."""
+    inputs, identities = plan_files(spec)
+    return inputs, [i.size for i in identities]
+
+
+def load_checksums(spec: JobSpec) -> Optional[ChecksumList]:
+    """The run's checksum list (``run.checksums``), None without one."""
+    location = spec.config.run.checksums
+    if not location:
+        return None
+    try:
+        listed = read_checksums(location, spec.config)
+    except SourceError as exc:
+        raise RunFailed(f"cannot read the checksum list {exc}") from None
+    if not len(listed):
+        raise RunFailed(f"{location}: the checksum list has no entries")
+    return listed
+
+
+def load_partials(output: Any, uris: list[str], tasks: list[FileTask],
+                  sizes: list[Optional[int]], config: Config
+                  ) -> dict[str, tuple[FileResult, pd.DataFrame]]:
+    """The stored partials matching this run's files, by URI: one listing of
+    ``<output>/_partials/``, then only the matching files are read. A partial that does not
+    say what its key promises is ignored (with a warning) and its file counted again."""
+    wanted = {partial_name(t.partial_key).split("/", 1)[1]: i
+              for i, t in enumerate(tasks) if t.partial_key}
+    if not wanted:
+        return {}
+    try:
+        present = [n for n in output.list_names(PARTIALS_DIR) if n in wanted]
+    except (OutputError, OSError) as exc:
+        log.warning("cannot list %s (%s): every file is counted",
+                    output.uri_of(PARTIALS_DIR), exc)
+        return {}
+
+    def load(name: str) -> Optional[tuple[FileResult, pd.DataFrame]]:
+        index = wanted[name]
+        try:
+            data = output.read_file(f"{PARTIALS_DIR}/{name}")
+        except (FileNotFoundError, OutputError, OSError):
+            return None
+        return read_partial(data, tasks[index], uris[index], sizes[index])
+
+    workers = max(1, min(config.remote.head_concurrency, len(present)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        loaded = list(pool.map(load, present))
+    reused = {}
+    for name, partial in zip(present, loaded):
+        uri = uris[wanted[name]]
+        if partial is None:
+            log.warning("%s: stored partial %s is unreadable or not this file's; counting "
+                        "the file again", uri, output.uri_of(f"{PARTIALS_DIR}/{name}"))
+        else:
+            reused[uri] = partial
+    return reused
+
+
+def previous_record(output: Any) -> Optional[tuple[str, dict[str, Any]]]:
+    """The previous run's record at ``output``: ``_last_failure.json`` when the last run
+    failed (publishing removes it), else ``manifest.json``; None when there is neither."""
+    for name in (FAILURE_FILE, MANIFEST_FILE):
+        try:
+            data = output.read_file(name)
+        except FileNotFoundError:
+            continue
+        except (OutputError, OSError) as exc:
+            raise RunFailed(f"cannot read {output.uri_of(name)}: {exc}") from None
+        try:
+            record = json.loads(data)
+            if not isinstance(record.get("files"), list):
+                raise ValueError("no files")
+        except (ValueError, AttributeError):
+            raise RunFailed(f"{output.uri_of(name)}: not a halo-lrg run record") from None
+        return output.uri_of(name), record
+    return None
+
+
+def files_to_retry(output: Any, uris: list[str],
+                   reused: dict[str, tuple[FileResult, pd.DataFrame]]) -> list[str]:
+    """``--retry-failed``: the files to count, those the previous run recorded as failed or
+    never reached (cancelled) that have no matching partial. Refused (:class:`RunFailed`)
+    when there is no previous run, or when another file would have to be counted (its input
+    changed, it is new to the index, or its partial is gone): a plain resume counts those."""
+    found = previous_record(output)
+    if found is None:
+        raise RunFailed(f"--retry-failed: no previous run at {output.uri} "
+                        f"(neither {FAILURE_FILE} nor {MANIFEST_FILE})")
+    where, record = found
+    failed = {str(f.get("uri")) for f in record["files"]
+              if f.get("status") in ("failed", "cancelled")}
+    others = [uri for uri in uris if uri not in reused and uri not in failed]
+    if others:
+        more = f" (and {len(others) - 1} more)" if len(others) > 1 else ""
+        raise RunFailed(f"--retry-failed: {others[0]}{more} did not fail in the previous run "
+                        f"({where}) but has no matching partial to reuse (changed, new to "
+                        "the index, or its partial was removed); run without --retry-failed "
+                        "to count it")
+    return [uri for uri in uris if uri not in reused]
+
+
+def merge_counts(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``brickname, lrg_count`` summed per brick over several partial tables, by name."""
+    frames = [f[["brickname", "lrg_count"]] for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame({"brickname": pd.Series([], dtype=object),
+                             "lrg_count": pd.Series([], dtype="int64")})
+    merged = (pd.concat(frames, ignore_index=True)
+              .groupby("brickname", as_index=False, sort=True)["lrg_count"].sum())
+    merged["lrg_count"] = merged["lrg_count"].astype("int64")
+    return merged
 
 
 def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
@@ -241,6 +407,11 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
         "worker_tuning": result.worker_tuning.to_dict() if result.worker_tuning else None,
         "spark_error": result.spark_error,
         "on_error": spec.config.run.on_error,
+        # resume (reuse matching partials) | retry-failed | off (--no-resume)
+        "resume": ("retry-failed" if spec.retry_failed
+                   else "resume" if spec.config.run.resume else "off"),
+        "partials": join_uri(spec.output_uri, PARTIALS_DIR),
+        "checksums": spec.config.run.checksums or None,
         # Everything the run was configured with, so a cluster run can be checked against
         # what was asked (credentials never enter the configuration).
         "config": spec.config.to_dict(),
@@ -248,6 +419,8 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
             "files": len(result.files), "files_ok": len(ok),
             "files_failed": len(result.failed),
             "files_cancelled": sum(f.status == "cancelled" for f in result.files),
+            "files_reused": len(result.reused),
+            "files_sha256_verified": sum(f.sha256_verified for f in result.files),
             "rows": sum(f.rows for f in ok), "objects": sum(f.objects for f in ok),
             "lrg": sum(f.lrg for f in ok), "bricks": result.bricks,
             "seconds": round(result.seconds, 3),
@@ -270,7 +443,9 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     The result's ``state`` is ``complete`` (every file counted) or ``partial`` (files skipped
     under ``on_error=skip``, listed in the manifest). When the run cannot produce a result it
     raises :class:`RunFailed` (one line) after writing ``_last_failure.json``, and leaves the
-    previous result at the output as it was.
+    previous result at the output as it was. With ``run.resume`` files whose stored partial
+    matches are not read (see the module's doc); ``spec.retry_failed`` refuses, without
+    recording a failure, when anything but the previous run's failures would be counted.
     """
     started = time.perf_counter()
     # Tasks run in other processes: make the S3 endpoint explicit in what they receive.
@@ -283,11 +458,12 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         raise RunFailed(f"cannot write the result: {exc}") from None
     empty = RunResult([], 0, 0.0, None, output.manifest_uri)
     try:
-        inputs, sizes = plan_inputs(spec)
+        inputs, identities = plan_files(spec)
+        empty.inputs = inputs
+        checksums = load_checksums(spec)
     except RunFailed as failure:
         _record_failure(output, spec, empty, str(failure))
         raise
-    empty.inputs = inputs
     for uri in inputs.duplicates:
         log.warning("duplicate index entry dropped: %s", uri)
     for uri in inputs.unparsed_names:
@@ -302,46 +478,82 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                    "(the index is empty or everything was filtered out)")
         _record_failure(output, spec, empty, message)
         raise RunFailed(message)
-    log.info("counting LRGs (%s) in %d file(s) on %s", config.cuts.selection, len(inputs.uris),
+    sizes = [identity.size for identity in identities]
+    try:
+        expected = [checksums.expected(uri) if checksums else None for uri in inputs.uris]
+    except SourceError as exc:
+        _record_failure(output, spec, empty, str(exc))
+        raise RunFailed(str(exc)) from None
+    if checksums is not None:
+        unlisted = [uri for uri, sha in zip(inputs.uris, expected) if sha is None]
+        for uri in unlisted:
+            log.warning("%s: not in the checksum list %s; counted unverified", uri,
+                        checksums.source)
+        log.info("checksums: %d of %d file(s) listed in %s", len(inputs.uris) - len(unlisted),
+                 len(inputs.uris), checksums.source)
+    tasks = [file_task(identity, sha, config, spec.footprint)
+             for identity, sha in zip(identities, expected)]
+
+    reused = load_partials(output, inputs.uris, tasks, sizes, config) \
+        if config.run.resume else {}
+    if spec.retry_failed:
+        retry = files_to_retry(output, inputs.uris, reused)  # refuses without a record
+        log.info("--retry-failed: counting %d file(s) that failed before; %d reused",
+                 len(retry), len(reused))
+    elif reused:
+        log.info("resuming: %d of %d file(s) reused from %s (not read again)", len(reused),
+                 len(inputs.uris), output.uri_of(PARTIALS_DIR))
+    todo = [i for i, uri in enumerate(inputs.uris) if uri not in reused]
+    todo_uris = [inputs.uris[i] for i in todo]
+    log.info("counting LRGs (%s) in %d file(s) on %s", config.cuts.selection, len(todo),
              spark.sparkContext.master)
 
     sc = spark.sparkContext
     progress = sc.accumulator([], _progress_param())
     tune = tuning.decide(config.run.tune_python_workers, sc.master)
-    if tune.requested:
+    if tune.requested and todo:
         log.info("Python worker tuning: %s", tune.reason)
-    partials = lrg_partials(spark, inputs.uris, footprint=spec.footprint, config=config,
-                            progress=progress, tune_workers=tune.apply)
-
     group = f"halo-lrg-{uuid.uuid4().hex[:12]}"
-    sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
     report = _progress_writer(output)
     monitor = _ProgressMonitor(spark, progress, dict(zip(inputs.uris, sizes)), group,
                                config.run.on_error == "fail", config.run.progress_interval, emit,
                                report, config.run.progress_file_seconds)
+    monitor.add_reused([status for status, _frame in reused.values()])
     report(monitor.snapshot())
-    monitor.start()
     statuses: list[dict[str, Any]] = []
-    counts = None
+    counts: Optional[pd.DataFrame] = merge_counts([])
     crashed: Optional[BaseException] = None
-    try:
-        statuses, counts = collect_partials(partials)
-    except Exception as exc:  # cancelled by the monitor, or Spark itself failed
-        crashed = exc
-    finally:
-        monitor.stop()
-        sc.setLocalProperty("spark.jobGroup.id", None)
+    if todo:
+        partials = lrg_partials(spark, todo_uris, footprint=spec.footprint, config=config,
+                                progress=progress, tune_workers=tune.apply,
+                                file_tasks=[tasks[i] for i in todo],
+                                partials_uri=spec.output_uri)
+        sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
+        monitor.start()
+        counts = None
+        try:
+            statuses, counts = collect_partials(partials)
+        except Exception as exc:  # cancelled by the monitor, or Spark itself failed
+            crashed = exc
+        finally:
+            monitor.stop()
+            sc.setLocalProperty("spark.jobGroup.id", None)
 
     by_uri = {r["uri"]: r for r in statuses}
     results = []
-    for uri, size in zip(inputs.uris, sizes):
+    for uri, size, sha in zip(inputs.uris, sizes, expected):
+        if uri in reused:
+            results.append(reused[uri][0])
+            continue
         # The job's own status row, else what the progress accumulator heard before a cancel.
         row = by_uri.get(uri) or monitor.seen.get(uri)
         if row is not None:
-            results.append(FileResult.from_row(row, size))
+            results.append(FileResult.from_row(row, size, sha))
         else:
-            results.append(FileResult(uri, "cancelled", bytes=size,
+            results.append(FileResult(uri, "cancelled", bytes=size, sha256_expected=sha,
                                       error="not read: the run stopped first"))
+    if counts is not None:
+        counts = merge_counts([counts, *(frame for _status, frame in reused.values())])
     result = RunResult(results, bricks=0 if counts is None else len(counts),
                        seconds=time.perf_counter() - started, counts_uri=None,
                        manifest_uri=output.manifest_uri, inputs=inputs,
@@ -418,5 +630,8 @@ def summary_lines(result: RunResult) -> list[str]:
         *([f"density:  {result.density_uri}"] if result.density_uri else []),
         f"manifest: {result.manifest_uri}",
     ]
+    if result.reused:
+        lines.insert(1, f"reused: {len(result.reused)} file(s) from stored partials "
+                        "(not read; --no-resume counts everything)")
     lines += [f"skipped (failed): {f.error}" for f in result.failed]
     return lines

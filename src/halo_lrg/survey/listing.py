@@ -2,13 +2,17 @@
 
 Only boxes that have a file are listed by the server, so an index built from its listing
 never points at a box the survey skipped. Side files (``-pz``, ``-lc``, ``-ex``) are not sweeps.
+
+Each sweep folder also publishes a SHA-256 list of its files
+(``legacysurvey_dr10_south_sweep_10.1.sha256sum``: ``<hex>  <name>`` lines):
+:func:`checksum_list_names` says what to look for beside a listing.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Optional
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlparse
 
 from halo_lrg.config import IndexConfig
 from halo_lrg.science.footprint import Footprint
@@ -35,6 +39,36 @@ def sweep_names_in_listing(html: str) -> list[str]:
         if parse_sweep_name(name) is not None:
             names.add(name)
     return sorted(names)
+
+
+_VERSION = re.compile(r"^\d+(\.\d+)*$")
+CHECKSUM_SUFFIX = ".sha256sum"
+
+
+def checksum_list_name(release: str, region: str, base_url: str) -> Optional[str]:
+    """The name the survey gives a sweep folder's SHA-256 list,
+    ``legacysurvey_<release>_<region>_sweep_<version>.sha256sum`` (the version is the
+    folder's last path segment, e.g. ``10.1``); None when the folder has no version."""
+    segments = [s for s in unquote(urlparse(base_url).path).split("/") if s]
+    version = segments[-1] if segments else ""
+    if not _VERSION.match(version):
+        return None
+    return f"legacysurvey_{release}_{region}_sweep_{version}{CHECKSUM_SUFFIX}"
+
+
+def checksum_list_names(html: str, release: str, region: str, base_url: str) -> list[str]:
+    """The SHA-256 list(s) to look for beside a listing: those it links
+    (``*.sha256sum``; the release's own name first), else the release's conventional name
+    (:func:`checksum_list_name`); empty when neither is known."""
+    expected = checksum_list_name(release, region, base_url)
+    linked = set()
+    for href in _HREF.findall(html):
+        name = unquote(href.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+        if name.endswith(CHECKSUM_SUFFIX):
+            linked.add(name)
+    if linked:
+        return sorted(linked, key=lambda n: (n != expected, n))
+    return [expected] if expected else []
 
 
 def index_lines(names: list[str], base_url: str, footprint: Optional[Footprint]) -> list[str]:

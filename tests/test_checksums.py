@@ -1,0 +1,296 @@
+"""Every byte verified: SHA-256 lists (sha256sum format), hashes computed while inputs are
+read or downloaded, mismatches as the file's failure, provenance in the manifest, and the
+folder's list saved by `halo-lrg index`."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import threading
+from pathlib import Path
+from typing import ClassVar, Optional
+
+import pytest
+from click.testing import CliRunner
+
+from halo_lrg.cli import main
+from halo_lrg.io.fetch import ChecksumList, InputHash, SourceError, local_copy
+from halo_lrg.spark.run import JobSpec, RunFailed, run_job
+from halo_lrg.survey.listing import checksum_list_name, checksum_list_names
+from halo_lrg.survey.synth import generate_sample
+
+ROWS = 2000
+WRONG = "0" * 64
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory; the first GET of each path in ``cut`` drops after a third of the
+    body (so a download starts over)."""
+
+    cut: ClassVar[set] = set()
+    seen: ClassVar[dict] = {}
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        with self.lock:
+            first = self.path not in self.seen
+            self.seen[self.path] = self.seen.get(self.path, 0) + 1
+        target = Path(self.translate_path(self.path))
+        if first and self.path in self.cut and target.is_file():
+            body = target.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            self.close_connection = True
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def served(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("H", (Handler,), {"cut": set(), "seen": {}})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root, handler
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> list[Path]:
+    directory = tmp_path_factory.mktemp("sweeps")
+    return [Path(s.path) for s in generate_sample(directory, files=3, rows=ROWS, seed=11)]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def checksum_list(path: Path, files, wrong: Optional[Path] = None) -> Path:
+    """A sha256sum list of ``files`` (``wrong`` listed with a hash that is not its own)."""
+    path.write_text("".join(f"{WRONG if f == wrong else sha256(f)}  {f.name}\n" for f in files))
+    return path
+
+
+def write_index(path: Path, entries) -> Path:
+    path.write_text("".join(f"{e}\n" for e in entries))
+    return path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def manifest(out: Path, name: str = "manifest.json") -> dict:
+    return json.loads((out / name).read_text())
+
+
+# --- the list ----------------------------------------------------------------------------------
+
+def test_a_sha256sum_list_is_matched_by_base_name():
+    a, b = "a" * 64, "B" * 64
+    listed = ChecksumList.parse(f"# DR10\n{a}  ./sub/sweep-1.fits\n\n{b} *sweep-2.fits\n",
+                                "list")
+    assert listed.expected("s3://bucket/x/sweep-1.fits") == a
+    assert listed.expected("https://host/sweep/10.1/sweep-2.fits") == b.lower()
+    assert listed.expected("/data/sweep-3.fits") is None and len(listed) == 2
+    with pytest.raises(ValueError, match=r"^list: line 2 is not '<sha256>  <file name>'"):
+        ChecksumList.parse(f"{a}  ok.fits\nnot a checksum line\n", "list")
+    twice = ChecksumList.parse(f"{a}  north/sweep-1.fits\n{b}  south/sweep-1.fits\n", "list")
+    with pytest.raises(SourceError, match=r"lists sweep-1\.fits twice with different SHA-256"):
+        twice.expected("/d/sweep-1.fits")
+
+
+# --- local inputs ------------------------------------------------------------------------------
+
+@pytest.mark.spark
+def test_a_good_list_passes_and_every_sha256_is_recorded(spark, files, tmp_path):
+    listing = checksum_list(tmp_path / "sweeps.sha256sum", files)
+    index = write_index(tmp_path / "index.txt", files)
+    out = tmp_path / "out"
+    result = invoke("run", "--index", str(index), "--output", str(out), "--checksums",
+                    str(listing))
+    assert result.exit_code == 0, result.output
+    record = manifest(out)
+    assert record["checksums"] == str(listing)
+    assert record["totals"]["files_sha256_verified"] == len(files)
+    for entry in record["files"]:
+        expected = sha256(Path(entry["uri"]))
+        assert entry["sha256"] == entry["sha256_expected"] == expected
+        assert entry["sha256_verified"] is True
+    # the verified hash is part of the partial's key, and kept when the partial is reused
+    result = invoke("run", "--index", str(index), "--output", str(out), "--checksums",
+                    str(listing))
+    assert result.exit_code == 0, result.output
+    assert all(f["reused"] and f["sha256_verified"] for f in manifest(out)["files"])
+
+
+@pytest.mark.spark
+def test_a_wrong_hash_fails_the_run_naming_file_expected_and_got(spark, files, tmp_path):
+    bad = files[1]
+    listing = checksum_list(tmp_path / "sweeps.sha256sum", files, wrong=bad)
+    index = write_index(tmp_path / "index.txt", files)
+    out = tmp_path / "out"
+    result = invoke("run", "--index", str(index), "--output", str(out), "--checksums",
+                    str(listing))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {bad}: SHA-256 mismatch: expected {WRONG}, got {sha256(bad)}")
+    failed = [f for f in manifest(out, "_last_failure.json")["files"]
+              if f["status"] == "failed"]
+    assert [f["uri"] for f in failed] == [str(bad)] and failed[0]["sha256_expected"] == WRONG
+    assert not list(out.glob(f"_partials/{bad.name}*"))  # bad bytes are never stored
+
+
+@pytest.mark.spark
+def test_under_skip_a_mismatch_is_recorded_and_the_rest_counted(spark, config, files,
+                                                                 tmp_path):
+    bad = files[0]
+    listing = checksum_list(tmp_path / "sweeps.sha256sum", files, wrong=bad)
+    out = tmp_path / "out"
+    result = invoke("run", "--index", str(write_index(tmp_path / "index.txt", files)),
+                    "--output", str(out), "--checksums", str(listing), "--on-error", "skip")
+    assert result.exit_code == 3, result.output
+    record = manifest(out)
+    assert record["state"] == "partial"
+    status = {Path(f["uri"]).name: f for f in record["files"]}
+    assert status[bad.name]["status"] == "failed"
+    assert f"expected {WRONG}, got {sha256(bad)}" in status[bad.name]["error"]
+    assert all(status[f.name]["sha256_verified"] for f in files[1:])
+    good = tmp_path / "good"
+    run_job(spark, JobSpec(str(write_index(tmp_path / "good.txt", files[1:])), str(good),
+                           config), emit=lambda _line: None)
+    assert (out / "lrg_counts_per_brick/part-00000.csv").read_bytes() == \
+        (good / "lrg_counts_per_brick/part-00000.csv").read_bytes()
+
+
+# --- remote inputs -----------------------------------------------------------------------------
+
+@pytest.mark.spark
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "downloaded"])
+def test_a_wrong_hash_over_http_fails_naming_the_url(spark, config, files, served, tmp_path,
+                                                     stream):
+    base, root, _handler = served
+    for f in files:
+        (root / f.name).write_bytes(f.read_bytes())
+    bad = files[2]
+    checksum_list(root / "sweeps.sha256sum", files, wrong=bad)
+    index = write_index(tmp_path / "index.txt", [f"{base}/{f.name}" for f in files])
+    cfg = config.replace(run={"checksums": f"{base}/sweeps.sha256sum"},  # a list by URL
+                         remote={"stream_remote": stream})
+    with pytest.raises(RunFailed) as info:
+        run_job(spark, JobSpec(str(index), str(tmp_path / "out"), cfg), emit=lambda _l: None)
+    assert str(info.value) == (f"{base}/{bad.name}: SHA-256 mismatch: expected {WRONG}, "
+                               f"got {sha256(bad)}")
+
+
+@pytest.mark.spark
+def test_downloads_are_hashed_without_a_list(spark, config, files, served, tmp_path):
+    base, root, _handler = served
+    for f in files:
+        (root / f.name).write_bytes(f.read_bytes())
+    index = write_index(tmp_path / "index.txt", [f"{base}/{f.name}" for f in files])
+    out = tmp_path / "out"
+    run_job(spark, JobSpec(str(index), str(out), config.replace(remote={
+        "stream_remote": False})), emit=lambda _l: None)
+    for entry in manifest(out)["files"]:
+        assert entry["sha256"] == sha256(root / Path(entry["uri"]).name)
+        assert entry["sha256_expected"] is None and entry["sha256_verified"] is False
+
+
+def test_an_http_download_that_starts_over_is_hashed_once(config, files, served, tmp_path):
+    base, root, handler = served
+    (root / "a.fits").write_bytes(files[0].read_bytes())
+    handler.cut.add("/a.fits")  # the first attempt drops after a third of the body
+    cfg = config.replace(remote={"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05,
+                                 "tmp_dir": str(tmp_path)})
+    hasher = InputHash()
+    with local_copy(f"{base}/a.fits", cfg, hasher):
+        pass
+    assert handler.seen["/a.fits"] == 2
+    assert hasher.hexdigest() == sha256(files[0]) and hasher.nbytes == files[0].stat().st_size
+
+
+def test_s3_parts_arriving_in_any_order_are_hashed_in_order(config, tmp_path, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+        client.create_bucket(Bucket="halo-sums")
+        data = os.urandom(700_001)
+        client.put_object(Bucket="halo-sums", Key="x.fits", Body=data)
+        cfg = config.replace(remote={"s3_endpoint_url": endpoint, "s3_part_bytes": 65536,
+                                     "s3_max_concurrency": 8, "tmp_dir": str(tmp_path)})
+        hasher = InputHash()
+        with local_copy("s3://halo-sums/x.fits", cfg, hasher) as path:
+            assert Path(path).read_bytes() == data
+        assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+    finally:
+        server.stop()
+
+
+# --- `halo-lrg index` saves the folder's list --------------------------------------------------
+
+def test_the_release_list_name_and_what_a_listing_links():
+    base = "https://portal.nersc.gov/cfs/cosmo/data/legacysurvey/dr10/south/sweep/10.1/"
+    assert checksum_list_name("dr10", "south", base) == \
+        "legacysurvey_dr10_south_sweep_10.1.sha256sum"
+    assert checksum_list_name("dr10", "south", "http://127.0.0.1:8000/") is None
+    html = ('<a href="sweep-000m005-005p000.fits">s</a>'
+            '<a href="other.sha256sum">o</a>'
+            '<a href="legacysurvey_dr10_south_sweep_10.1.sha256sum">l</a>')
+    assert checksum_list_names(html, "dr10", "south", base) == [
+        "legacysurvey_dr10_south_sweep_10.1.sha256sum", "other.sha256sum"]
+    assert checksum_list_names("", "dr10", "south", base) == [
+        "legacysurvey_dr10_south_sweep_10.1.sha256sum"]
+
+
+@pytest.mark.spark
+def test_index_saves_the_checksum_list_beside_the_index_and_run_uses_it(spark, files, served,
+                                                                       tmp_path):
+    base, root, _handler = served
+    folder = root / "dr10" / "south" / "sweep" / "10.1"
+    folder.mkdir(parents=True)
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    name = "legacysurvey_dr10_south_sweep_10.1.sha256sum"
+    checksum_list(folder / name, files)
+    url = f"{base}/dr10/south/sweep/10.1/"
+    index = tmp_path / "idx" / "sweeps.txt"
+    result = invoke("index", "--base-url", url, "--output", str(index))
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "idx" / name
+    assert saved.read_bytes() == (folder / name).read_bytes()
+    assert f"checksums: {url}{name} -> {saved} (3 of 3 indexed sweep(s) listed)" in result.output
+    out = tmp_path / "out"
+    result = invoke("run", "--index", str(index), "--output", str(out), "--checksums",
+                    str(saved))
+    assert result.exit_code == 0, result.output
+    assert manifest(out)["totals"]["files_sha256_verified"] == 3
+    # --checksums-out elsewhere; a folder without a list says so and still writes the index
+    other = tmp_path / "lists" / "dr10.sha256sum"
+    result = invoke("index", "--base-url", url, "--output", str(tmp_path / "b.txt"),
+                    "--checksums-out", str(other))
+    assert result.exit_code == 0 and other.read_bytes() == saved.read_bytes()
+    (folder / name).unlink()
+    result = invoke("index", "--base-url", url, "--output", str(tmp_path / "c.txt"))
+    assert result.exit_code == 0, result.output
+    assert f"no checksum list found beside the listing ({url}{name})" in result.output
+    assert (tmp_path / "c.txt").read_text() == index.read_text()
