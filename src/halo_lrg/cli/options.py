@@ -107,7 +107,11 @@ def science_options(function: Any) -> Any:
 
     options = [
         click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
-                     help="LRG selection [default from config: seed]."),
+                     help="LRG selection [config cuts.selection: seed]. seed: an unmasked "
+                          "colour cut on dereddened z, r-z, z-W1 (no quality mask); desi-lrg: "
+                          "the DESI main-survey LRG selection (Zhou et al. 2023) with its "
+                          "quality mask, applied to DR10 photometry: DESI-like, not the DESI "
+                          "target sample; -south/-north force one hemisphere's cuts."),
         click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
                      help="fail: stop at the first unusable file (default); skip: record it "
                           "in the manifest and count the rest."),

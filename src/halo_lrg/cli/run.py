@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
 from halo_lrg.cli.options import (
     CONTEXT_SETTINGS,
-    footprint_options,
+    apply_science_options,
     get_config,
     load_user_config,
-    make_footprint,
     override,
+    science_options,
     show_library_messages,
 )
-from halo_lrg.science.cuts import SELECTION_NAMES
 
 #: Exit status of a run that counted every readable file but skipped others.
 EXIT_PARTIAL = 3
@@ -29,22 +28,8 @@ EXIT_PARTIAL = 3
 @click.option("--output", "output_uri", required=True, metavar="DIR",
               help="Output directory or s3://bucket/prefix: gets "
                    "lrg_counts_per_brick/part-00000.csv and manifest.json (replaced on rerun).")
-@click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
-              help="LRG selection [default from config: seed].")
-@click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
-              help="fail: stop at the first unusable file (default); skip: record it in the "
-                   "manifest and count the rest.")
 @click.option("--master", default=None, metavar="URL",
               help="Spark master [default: spark-submit's, else config run.master = local[*]].")
-@click.option("--max-sweeps", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Read at most N files (after footprint filtering): for smoke tests. 0 = all.")
-@click.option("--z-mag-max", type=float, default=None, help="seed: dereddened z < this [20.4].")
-@click.option("--min-r-minus-z", type=float, default=None, help="seed: r - z > this [0.4].")
-@click.option("--min-z-minus-w1", type=float, default=None, help="seed: z - W1 > this [0.8].")
-@click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
-              help="Rows read per chunk [config read.chunk_rows]. A task holds ~700 "
-                   "bytes a row of it (the 505-byte read buffer and column copies): small "
-                   "enough that a node's tasks share its L3 cache.")
 @click.option("--region", default=None, metavar="AWS_REGION",
               help="AWS region for s3:// inputs and output [config remote.region; "
                    "default: the AWS SDK's chain].")
@@ -65,17 +50,12 @@ EXIT_PARTIAL = 3
 @click.option("--config", "config_file", default=None, metavar="FILE|URI",
               help="A TOML file (path, s3:// or https://) overriding the defaults; wins over "
                    "halo-lrg --config. What `halo-lrg submit` passes to the cluster.")
-@footprint_options
+@science_options
 @click.pass_context
-def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: Optional[str],
-                on_error: Optional[str], master: Optional[str], max_sweeps: Optional[int],
-                z_mag_max: Optional[float], min_r_minus_z: Optional[float],
-                min_z_minus_w1: Optional[float], chunk_rows: Optional[int],
+def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Optional[str],
                 region: Optional[str], with_density: bool, resume: Optional[bool],
                 retry_failed: bool, checksums: Optional[str], config_file: Optional[str],
-                ra_min: Optional[float],
-                ra_max: Optional[float], dec_min: Optional[float],
-                dec_max: Optional[float]) -> None:
+                **science: Any) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
@@ -116,18 +96,12 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, selection: 
     if retry_failed and resume is False:
         raise click.UsageError("--retry-failed reuses the other files' partials: it cannot "
                                "be combined with --no-resume")
-    config = override(
-        load_user_config(config_file) if config_file else get_config(ctx),
-        cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
-              "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
-        run={"on_error": on_error, "max_sweeps": max_sweeps,
-             "resume": True if retry_failed else resume, "checksums": checksums},
-        read={"chunk_rows": chunk_rows},
-        remote={"region": region},
-    )
+    config, footprint = apply_science_options(
+        load_user_config(config_file) if config_file else get_config(ctx), **science)
+    config = override(config, run={"resume": True if retry_failed else resume,
+                                   "checksums": checksums}, remote={"region": region})
     try:
-        spec = JobSpec(index_uri, output_uri, config,
-                       make_footprint(ra_min, ra_max, dec_min, dec_max), with_density,
+        spec = JobSpec(index_uri, output_uri, config, footprint, with_density,
                        retry_failed=retry_failed)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
