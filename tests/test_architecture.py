@@ -22,7 +22,7 @@ ALLOWED = {
     "fits": set(),
     "science": {"config"},
     "io": {"root", "config"},
-    "survey": {"config", "science", "fits"},
+    "survey": {"config", "science", "fits", "io"},
     "count": {"config", "science", "fits", "io"},
     "spark": {"root", "config", "science", "fits", "io", "survey", "count"},
     "aws": {"root", "config", "io", "survey"},

@@ -287,3 +287,16 @@ def test_progress_is_written_beside_the_output_while_it_runs(spark, config, samp
     assert final["lrg"] == json.loads((out / "manifest.json").read_text())["totals"]["lrg"]
     done = [s["files_done"] for s in seen]
     assert done == sorted(done)  # progress only grows
+
+
+def test_bad_index_lines_fail_the_run_in_one_line_before_any_file(spark, config, sample,
+                                                                 tmp_path):
+    index = write_index(tmp_path / "sweeps.txt", [sample["paths"][0], "s3://bucket",
+                                                  "ftp://host/c.fits"])
+    with pytest.raises(RunFailed) as info:
+        run(spark, config, index, tmp_path / "out")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "line 2: s3://bucket: no object key" in message and "line 3: ftp://" in message
+    failure = json.loads((tmp_path / "out" / "_last_failure.json").read_text())
+    assert failure["state"] == "failed" and failure["files"] == []

@@ -160,7 +160,7 @@ def check_index(session: Any, index_uri: str, remote: RemoteConfig) -> Check:
         bucket, key = split_s3_uri(index_uri, require_key=True)
         body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
         try:
-            entries, _duplicates = parse_index(body.decode("utf-8"))
+            entries, _duplicates = parse_index(body.decode("utf-8"), index_uri)
         except UnicodeDecodeError:
             raise _Failed(f"{index_uri}: not UTF-8 text") from None
         if not entries:

@@ -2,6 +2,14 @@
 
 ``count_sweep`` is the notebook entry point; the Spark job calls :func:`count_sweep_file`
 once per file and sums the per-brick partials across files.
+
+What a count needs of a file is checked here, the same for every reader (the local fast path,
+fitsio, the streaming reader): before any row is read, the columns' types (:func:`count_check`:
+BRICKNAME a string of at most 8 characters, every number the selection reads a scalar real
+number, MASKBITS and RELEASE integers, PHOTSYS a string); while counting, every brick name
+that will be written (printable ASCII without commas or quotes, not blank: it becomes a CSV
+field) and the span of RELEASE values. A refusal is a :class:`SweepError` naming the file,
+the column and, for a value, its row.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from halo_lrg.config import Config, load_config
-from halo_lrg.fits.reader import SweepError, iter_column_chunks
+from halo_lrg.fits.layout import TableLayout
+from halo_lrg.fits.reader import LayoutCheck, SweepError, iter_column_chunks
 from halo_lrg.science.cuts import Selection, UnknownReleaseError, get_selection
 from halo_lrg.science.footprint import Footprint
 
@@ -24,6 +33,18 @@ if TYPE_CHECKING:
 
 BRICKNAME = "BRICKNAME"
 COORDINATES = ("RA", "DEC")
+#: Brick names have 8 characters (DR10: BRICKNAME 8A).
+BRICKNAME_WIDTH = 8
+#: Columns the cuts use as integers (a bit mask, release numbers), and as strings.
+INTEGER_COLUMNS = frozenset({"MASKBITS", "RELEASE"})
+STRING_COLUMNS = frozenset({"PHOTSYS"})
+#: Release numbers are 16-bit (DR10: RELEASE I); the RELEASE -> PHOTSYS map tabulates the
+#: values' span, so a wider one is refused rather than tabulated.
+RELEASE_SPAN = 1 << 16
+# Bytes a brick name may hold: printable ASCII but for the comma and quotes (a CSV field).
+_NAME_OK = np.zeros(256, bool)
+_NAME_OK[0x20:0x7F] = True
+_NAME_OK[[ord(","), ord('"'), ord("'")]] = False
 
 
 @dataclass(frozen=True)
@@ -109,14 +130,18 @@ class _BrickTally:
         self.lrgs += np.bincount(slots, lrgs, size).astype(np.int64)
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
-        """Each key's position in ``known``, adding the keys not seen before."""
+        """Each key's position in ``known``, adding the keys not seen before (each checked
+        once, when first seen: :class:`BadBrickName` if it cannot be a brick name)."""
         if self.known is None:
-            self.known = np.unique(keys)
+            known = np.unique(keys)
+            _check_names(known)
+            self.known = known
             self.objects = np.zeros(self.known.size, np.int64)
             self.lrgs = np.zeros(self.known.size, np.int64)
         slots = np.searchsorted(self.known, keys)
         found = self.known[np.minimum(slots, self.known.size - 1)] == keys
         if not found.all():
+            _check_names(keys[~found])
             grown = np.union1d(self.known, keys[~found])
             moved = np.searchsorted(grown, self.known)
             for name in ("objects", "lrgs"):
@@ -133,10 +158,8 @@ class _BrickTally:
         if self.known is None:
             return np.array([], dtype=str), np.zeros(0, np.int64), np.zeros(0, np.int64)
         keys, objects, lrgs = self.known, self.objects, self.lrgs
-        if keys.dtype == np.uint64:
-            keys = keys.view("S8")
-        names = np.char.rstrip(np.char.decode(keys, "ascii")) if keys.dtype.kind == "S" \
-            else np.char.rstrip(keys.astype(str))
+        # Checked names: printable ASCII then padding (trailing blanks or NULs), stripped.
+        names = np.char.decode(_stripped(keys), "ascii")
         # Stripping can merge names that differ only in padding: merge again by the text.
         unique, inverse = np.unique(names, return_inverse=True)
         objects = np.bincount(inverse, objects, unique.size)
@@ -144,6 +167,110 @@ class _BrickTally:
         keep = objects > 0
         return (unique[keep].astype(str), objects[keep].astype(np.int64),
                 lrgs[keep].astype(np.int64))
+
+
+_NAME_RULE = ("a brick name must be printable ASCII without commas or quotes (it becomes a "
+              "CSV field)")
+
+
+class BadBrickName(ValueError):
+    """A BRICKNAME value that cannot be a brick name: raised by the tally (one line, naming
+    the value), and by :func:`tally_chunks` as a SweepError naming the file and the row."""
+
+
+def _name_bytes(keys: np.ndarray) -> np.ndarray:
+    """Names (uint64 keys of 8 bytes, bytes, or str) as a (n, width) uint8 array."""
+    if keys.dtype == np.uint64:
+        keys = keys.view("S8")
+    elif keys.dtype.kind == "U":
+        keys = np.char.encode(keys, "utf-8")  # anything not ASCII stays visible as such
+    keys = np.ascontiguousarray(keys)
+    width = max(1, keys.dtype.itemsize)
+    return np.frombuffer(keys.tobytes(), np.uint8).reshape(len(keys), width) if keys.size \
+        else np.zeros((0, width), np.uint8)
+
+
+def _padding(codes: np.ndarray) -> np.ndarray:
+    """Where a name's trailing padding (blanks and NULs, in any mix) lies."""
+    blank = (codes == 0x20) | (codes == 0)
+    return np.logical_and.accumulate(blank[:, ::-1], axis=1)[:, ::-1]
+
+
+def _bad_names(keys: np.ndarray) -> np.ndarray:
+    """Per name: True when it is blank or holds a byte other than printable ASCII, a comma
+    or a quote before its padding."""
+    codes = _name_bytes(keys)
+    padding = _padding(codes)
+    return (~(_NAME_OK[codes] | padding)).any(axis=1) | padding.all(axis=1)
+
+
+def _check_names(keys: np.ndarray) -> None:
+    bad = _bad_names(keys)
+    if bad.any():
+        stored, why = _name_problem(keys[bad][:1])
+        raise BadBrickName(f"BRICKNAME {stored!r} {why}: {_NAME_RULE}")
+
+
+def _stripped(keys: np.ndarray) -> np.ndarray:
+    """Names without their padding, as bytes (``S<width>``)."""
+    codes = _name_bytes(keys).copy()
+    codes[_padding(codes)] = 0  # trailing NULs are no part of a numpy bytes value
+    return codes.view(f"S{codes.shape[1]}").reshape(len(codes))
+
+
+def _name_problem(name: np.ndarray) -> tuple[bytes, str]:
+    """One bad name (an array of one) as stored, and what is wrong with it."""
+    stored = _name_bytes(name)[0]
+    content = stored[~_padding(stored[None, :])[0]]
+    if not content.size:
+        return stored.tobytes(), "is blank"
+    byte = int(content[~_NAME_OK[content]][0])
+    why = ("holds a byte that is not ASCII" if byte >= 0x80
+           else "holds a comma" if byte == ord(",")
+           else "holds a quote" if byte in (ord('"'), ord("'"))
+           else "holds a control character")
+    return stored.tobytes(), why
+
+
+def _name_cause(names: np.ndarray, first_row: int) -> str:
+    """Why the first bad name among ``names`` (rows ``first_row``...) is refused."""
+    row = int(np.flatnonzero(_bad_names(names))[0])
+    stored, why = _name_problem(names[row:row + 1])
+    return f"BRICKNAME at row {first_row + row:,} ({stored!r}) {why}: {_NAME_RULE}"
+
+
+def count_check(selection: Selection, footprint: Optional[Footprint]) -> LayoutCheck:
+    """The column types a count needs, checked once per file from its layout, before any row
+    is read: every reader refuses the same file with the same words (``FLUX_R is 3E (a
+    vector), expected a scalar number``), and no string, complex, logical or vector column is
+    ever converted to a number and counted."""
+    numbers = [c.upper() for c in (*selection.columns, *(COORDINATES if footprint else ()))]
+
+    def check(layout: TableLayout) -> Optional[str]:
+        problems = []
+        brick = layout.columns[BRICKNAME]
+        if not brick.string or brick.unsupported or brick.repeat > BRICKNAME_WIDTH:
+            problems.append(f"{brick.describe()}, expected a string of at most "
+                            f"{BRICKNAME_WIDTH} characters (DR10: 8A)")
+        for name in dict.fromkeys(numbers):
+            column = layout.columns.get(name)
+            if column is None or name == BRICKNAME:
+                continue
+            if name in STRING_COLUMNS:
+                if not column.string:
+                    problems.append(f"{column.describe()}, expected a string")
+            elif name in INTEGER_COLUMNS:
+                if not column.integer:
+                    problems.append(f"{column.describe()}, expected a scalar integer")
+            elif not column.real_scalar:
+                problems.append(f"{column.describe()}, expected a scalar number")
+        for name in selection.optional_columns:
+            column = layout.columns.get(name.upper())
+            if column is not None and name.upper() in STRING_COLUMNS and not column.string:
+                problems.append(f"{column.describe()}, expected a string")
+        return "; ".join(problems) or None
+
+    return check
 
 
 def count_sweep_file(
@@ -162,7 +289,8 @@ def count_sweep_file(
     started = time.perf_counter()
     chunks = iter_column_chunks(path, count_columns(selection, footprint), chunk_rows,
                                 selection.optional_columns, fast_path,
-                                raw_strings=(BRICKNAME,))
+                                raw_strings=(BRICKNAME,),
+                                check=count_check(selection, footprint))
     return tally_chunks(path, chunks, selection, footprint, started)
 
 
@@ -178,15 +306,28 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
     rows = 0
     for chunk in chunks:
         names = chunk[BRICKNAME]
-        rows += names.size
+        first_row, rows = rows, rows + names.size
+        release = chunk.get("RELEASE")
+        if release is not None and release.size and \
+                int(release.max()) - int(release.min()) >= RELEASE_SPAN:
+            raise SweepError(path, f"RELEASE holds values from {int(release.min())} to "
+                                   f"{int(release.max())}: not survey release numbers")
         try:
             selected = selection(chunk)
         except UnknownReleaseError as exc:
             raise SweepError(path, str(exc)) from None
+        kept = None
         if footprint is not None:
-            inside = footprint.contains(chunk["RA"], chunk["DEC"])
-            names, selected = names[inside], selected[inside]
-        tally.add(names, selected)
+            kept = footprint.contains(chunk["RA"], chunk["DEC"])
+            names, selected = names[kept], selected[kept]
+        try:
+            tally.add(names, selected)
+        except BadBrickName:
+            # The first bad name of the chunk among those counted, with its row in the file.
+            rows_of = np.arange(names.size) if kept is None else np.flatnonzero(kept)
+            bad = int(np.flatnonzero(_bad_names(names))[0])
+            raise SweepError(path, _name_cause(names[bad:bad + 1],
+                                               first_row + int(rows_of[bad]))) from None
     names, objects, lrgs = tally.totals()
     return SweepCount(path, names, objects, lrgs, rows, int(objects.sum()), int(lrgs.sum()),
                       time.perf_counter() - started)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 import numpy as np
 
-from halo_lrg.count.local import BRICKNAME, _BrickTally
+from halo_lrg.count.local import BRICKNAME, BadBrickName, _BrickTally
 from halo_lrg.fits.reader import SweepError, iter_column_chunks
 from halo_lrg.science.cuts import DESI_MASKBITS_REJECT, UnknownReleaseError
 from halo_lrg.science.resolve import resolve_catalogue
@@ -106,5 +106,8 @@ def count_randoms_per_brick(
             raise SweepError(name, f"missing column {exc.args[0]}") from None
         except (UnknownReleaseError, ValueError) as exc:
             raise SweepError(name, str(exc)) from None
-        tally.add(np.asarray(chunk[BRICKNAME]), keep)
+        try:
+            tally.add(np.asarray(chunk[BRICKNAME]), keep)
+        except BadBrickName as exc:
+            raise SweepError(name, str(exc)) from None
     return RandomsCount(*tally.totals())

@@ -8,7 +8,10 @@ The FITS headers are parsed from the first bytes by the layout model every reade
 whole download is verified (its length against Content-Length and the header's declared size):
 a truncated download is never counted, and a retry that starts the file over only makes the
 reader wait, since the same bytes come back. Tables whose needed columns only fitsio reads
-(variable-length or bit arrays) are counted after the download, as any local file.
+(variable-length or bit arrays) are counted after the download, as any local file (a count
+refuses such columns before: :func:`halo_lrg.count.local.count_check` runs here too, at the
+point the local readers run it, and a file cut short of its last block's padding is refused
+as the local readers refuse it).
 """
 
 from __future__ import annotations
@@ -26,12 +29,20 @@ from halo_lrg.config import Config
 from halo_lrg.count.local import (
     BRICKNAME,
     SweepCount,
+    count_check,
     count_columns,
     count_sweep_file,
     tally_chunks,
 )
-from halo_lrg.fits.layout import FitsError, ReadAt, find_table
-from halo_lrg.fits.reader import Fill, SweepError, select_columns, table_chunks
+from halo_lrg.fits.layout import FitsError, ReadAt, TableLayout, find_table
+from halo_lrg.fits.reader import (
+    Fill,
+    LayoutCheck,
+    SweepError,
+    check_layout,
+    select_columns,
+    table_chunks,
+)
 from halo_lrg.io.fetch import _translated, download_name
 from halo_lrg.io.workdir import task_workdir
 from halo_lrg.science.cuts import Selection
@@ -117,24 +128,38 @@ def _read_upto(fd: int, download: GrowingDownload, size: int, offset: int) -> by
 
 def layout_chunks(uri: str, read_at: ReadAt, fill: Fill, columns: tuple[str, ...],
                   optional: tuple[str, ...], chunk_rows: int,
-                  raw_strings: tuple[str, ...] = (BRICKNAME,)
+                  raw_strings: tuple[str, ...] = (BRICKNAME,),
+                  check: Optional[LayoutCheck] = None,
                   ) -> Optional[Iterator[dict[str, np.ndarray]]]:
     """The table's row chunks from any byte source, by the layout model every reader uses:
-    headers through ``read_at``, rows through ``fill``. None when a needed column can only
-    be read by fitsio (variable-length or bit arrays)."""
+    headers through ``read_at``, rows through ``fill``; ``check`` refuses a table as
+    :func:`~halo_lrg.fits.reader.iter_column_chunks` does, at the same point. None when a
+    needed column can only be read by fitsio (variable-length or bit arrays)."""
     try:
         layout = find_table(read_at)
     except FitsError as exc:
         raise SweepError(uri, str(exc)) from None
     wanted = select_columns(uri, layout, columns, optional)
+    check_layout(uri, layout, check)
     if layout.needs_fitsio(wanted):
         return None
-    return table_chunks(uri, layout, wanted, chunk_rows, raw_strings, fill)
+    return _with_padding(table_chunks(uri, layout, wanted, chunk_rows, raw_strings, fill),
+                         layout, fill)
+
+
+def _with_padding(chunks: Iterator[dict[str, np.ndarray]], layout: TableLayout, fill: Fill
+                  ) -> Iterator[dict[str, np.ndarray]]:
+    """The chunks, then the table's last padding byte: a file cut short of the block FITS
+    requires is refused here as the local paths refuse it (by its size, before reading)."""
+    yield from chunks
+    if layout.file_end > layout.data_end:
+        fill(layout.file_end - 1, memoryview(bytearray(1)))
 
 
 def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[str, ...],
                    optional: tuple[str, ...], chunk_rows: int,
-                   raw_strings: tuple[str, ...] = (BRICKNAME,)
+                   raw_strings: tuple[str, ...] = (BRICKNAME,),
+                   check: Optional[LayoutCheck] = None,
                    ) -> Optional[Iterator[dict[str, np.ndarray]]]:
     def read_at(offset: int, size: int) -> bytes:
         return _read_upto(fd, download, size, offset)
@@ -142,7 +167,8 @@ def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[
     def fill(offset: int, view: memoryview) -> None:
         view[:] = _pread_exact(fd, download, len(view), offset)
 
-    return layout_chunks(uri, read_at, fill, columns, optional, chunk_rows, raw_strings)
+    return layout_chunks(uri, read_at, fill, columns, optional, chunk_rows, raw_strings,
+                         check)
 
 
 def stream_count(uri: str, config: Config, selection: Selection,
@@ -173,7 +199,8 @@ def _count_while_downloading(uri: str, dest: str, fd: int, config: Config,
     try:
         with _translated(uri):
             chunks = _stream_chunks(uri, fd, download, count_columns(selection, footprint),
-                                    tuple(selection.optional_columns), config.read.chunk_rows)
+                                    tuple(selection.optional_columns), config.read.chunk_rows,
+                                    check=count_check(selection, footprint))
             if chunks is None:  # not streamable: the whole file, then the usual reader
                 download.join()
                 download.wait_for(0)

@@ -6,6 +6,15 @@ table, each column's offset, type, repeat and scaling, and how raw row bytes bec
 Headers are read through a callback ``read_at(offset, size) -> bytes`` (short only at the end
 of the file), one 2880-byte block at a time, each block's cards parsed once.
 
+Headers are held to what cfitsio (under the fitsio path) holds them to, so that no path reads
+a header another refuses: the mandatory keywords first and in order (SIMPLE/XTENSION, BITPIX,
+NAXIS, NAXISn, PCOUNT, GCOUNT, TFIELDS), no byte over 0x7F before the END card and no control
+byte in a keyword field, values delimited by blanks only. The table's data must fill whole
+2880-byte blocks (cfitsio fails on the last rows of a file cut inside its padding).
+Compressed bytes (gzip at any level, bzip2, xz, zstd, zip, compress) are refused by name, never
+decompressed: cfitsio would decompress some of them behind fitsio's back, so the fitsio path
+would count what the others refuse.
+
 Errors are :class:`FitsError` with a one-line cause; readers add the file's name.
 """
 
@@ -33,14 +42,22 @@ _WIDTH = {"L": 1, "X": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8
 _BASE = {"L": "S1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8",
          "C": ">c8", "M": ">c16", "P": ">i4", "Q": ">i8"}
 _NUMERIC = frozenset("BIJKEDCM")
+_REAL = frozenset("BIJKED")
 # Integer columns whose TZERO (with TSCAL 1) flips the sign bit: the unsigned (signed, for B)
 # convention. Their values are integers of the same width, as fitsio and astropy return them.
 _OFFSET_TYPES = {("B", -128): "i1", ("I", 32768): "u2", ("J", 2**31): "u4",
                  ("K", 2**63): "u8"}
-_TFORM = re.compile(r"\s*(\d*)([A-Z])(.*?)\s*$")
-_INT = re.compile(r"[+-]?\d+$")
-_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([ED][+-]?\d+)?$")
+_TFORM = re.compile(r" *([0-9]*)([A-Z])(.*?) *$")
+_INT = re.compile(r"[+-]?[0-9]+$")
+_FLOAT = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([ED][+-]?[0-9]+)?$")
 _NOT_FITS = "not a FITS file: first card is not SIMPLE = T"
+# Leading bytes of compressed files (cfitsio would decompress some of them on open; no path
+# here does: a compressed sweep is refused by name on every path).
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+               (b"\x28\xb5\x2f\xfd", "zstd"), (b"PK\x03\x04", "zip"),
+               (b"\x1f\x9d", "Unix compress (.Z)"), (b"\x1f\x1e", "pack (.z)"))
+#: Header bytes FITS allows in a card (printable ASCII, FITS standard 4.0 section 4.1.1).
+_TEXT = frozenset(range(0x20, 0x7F))
 
 
 class FitsError(ValueError):
@@ -51,7 +68,7 @@ class FitsError(ValueError):
 
 def _value(text: str) -> Any:
     """A card's value (after ``= ``): str, bool, int, float, or the raw text if none fits."""
-    text = text.lstrip()
+    text = text.lstrip(" ")  # blanks only: cfitsio takes no other control byte for one
     if text.startswith("'"):
         out, i = [], 1
         while i < len(text):
@@ -61,8 +78,8 @@ def _value(text: str) -> Any:
                 i += 1  # '' is a quote inside the string
             out.append(text[i])
             i += 1
-        return "".join(out).rstrip()
-    text = text.split("/", 1)[0].strip()
+        return "".join(out).rstrip(" ")
+    text = text.split("/", 1)[0].strip(" ")
     if text in ("T", "F"):
         return text == "T"
     if _INT.match(text):
@@ -72,12 +89,24 @@ def _value(text: str) -> Any:
     return text
 
 
-def _block_cards(block: bytes, cards: dict[str, Any]) -> bool:
+def _block_cards(block: bytes, cards: dict[str, Any], keys: list[str], hdu: int,
+                 offset: int) -> bool:
     """Add one block's keyword cards to ``cards`` (the first occurrence of a key wins, as in
-    cfitsio); True when the block holds the END card."""
+    cfitsio) and every card's keyword to ``keys`` (in order: the mandatory ones are checked
+    by position); True when the block holds the END card.
+
+    A card before END holding a byte that is not ASCII, or a control character in its keyword
+    field (columns 1-10), is refused: FITS allows neither, fitsio fails on the first, and a
+    header that runs on into binary data (no END card) shows so. Control characters later in a
+    card, which cfitsio tolerates, are left to the value's own checks.
+    """
+    if max(block, default=0) >= 0x80 or not all(
+            _TEXT.issuperset(block[start:start + 10]) for start in range(0, len(block), CARD)):
+        _refuse_bytes(block, keys, hdu, offset)
     for start in range(0, len(block), CARD):
-        card = block[start:start + CARD].decode("ascii", "replace")
-        key = card[:8].rstrip()
+        card = block[start:start + CARD].decode("ascii", "replace")  # only END may hold any
+        key = card[:8].rstrip(" ")
+        keys.append(key)
         if key == "END":
             return True
         if card[8:10] == "= " and key and key not in cards:
@@ -85,9 +114,25 @@ def _block_cards(block: bytes, cards: dict[str, Any]) -> bool:
     return False
 
 
+def _refuse_bytes(block: bytes, keys: list[str], hdu: int, offset: int) -> None:
+    """Raise for the first card (before END) of ``block`` holding a byte FITS does not allow
+    there; return when the only such bytes follow the END card."""
+    for n, start in enumerate(range(0, len(block), CARD)):
+        raw = block[start:start + CARD]
+        if raw[:8].rstrip(b" ") == b"END":
+            return
+        bad = [b for i, b in enumerate(raw) if b >= 0x80 or (i < 10 and b not in _TEXT)]
+        if bad:
+            raise FitsError(f"HDU {hdu}: header card {len(keys) + n + 1} (byte "
+                            f"{offset + start:,}) holds 0x{bad[0]:02X}, which a FITS header "
+                            "cannot: a damaged header, or one with no END card")
+
+
 def _not_fits(head: bytes) -> FitsError:
-    if head[:2] == b"\x1f\x8b":
-        return FitsError(f"{_NOT_FITS} (the bytes are gzip-compressed: decompress them first)")
+    for magic, kind in _COMPRESSED:
+        if head.startswith(magic):
+            return FitsError(f"{_NOT_FITS} (the bytes are {kind}-compressed: decompress them "
+                             "first)")
     if head.lstrip()[:1] == b"<":
         return FitsError(f"{_NOT_FITS} (the bytes look like HTML: an error page?)")
     return FitsError(_NOT_FITS)
@@ -97,9 +142,18 @@ def read_header(read_at: ReadAt, offset: int, hdu: int,
                 max_blocks: int = MAX_HEADER_BLOCKS) -> tuple[dict[str, Any], int]:
     """The cards of the header starting at ``offset``, and the header's length in bytes.
 
-    Linear in the header's size: each block is read and parsed once.
+    Linear in the header's size: each block is read and parsed once. The mandatory keywords
+    must stand first, in the order FITS requires (cfitsio reads them by position).
     """
+    cards, keys, length = _header(read_at, offset, hdu, max_blocks)
+    _check_mandatory(cards, keys, hdu)
+    return cards, length
+
+
+def _header(read_at: ReadAt, offset: int, hdu: int, max_blocks: int
+            ) -> tuple[dict[str, Any], list[str], int]:
     cards: dict[str, Any] = {}
+    keys: list[str] = []
     for n in range(max_blocks):
         block = read_at(offset + n * BLOCK, BLOCK)
         if n == 0 and hdu == 0:
@@ -111,10 +165,36 @@ def read_header(read_at: ReadAt, offset: int, hdu: int,
         if len(block) < BLOCK:
             raise FitsError(f"truncated: the file ends inside the header of HDU {hdu} "
                             f"(byte {offset + n * BLOCK + len(block):,})")
-        if _block_cards(block, cards):
-            return cards, (n + 1) * BLOCK
+        if _block_cards(block, cards, keys, hdu, offset + n * BLOCK):
+            return cards, keys, (n + 1) * BLOCK
     raise FitsError(f"HDU {hdu}: no END card in the first {max_blocks} header blocks "
                     f"({max_blocks * BLOCK:,} bytes): not a FITS header")
+
+
+def _check_mandatory(cards: dict[str, Any], keys: list[str], hdu: int) -> None:
+    """SIMPLE or XTENSION, BITPIX, NAXIS, NAXISn, then (extensions) PCOUNT, GCOUNT and (binary
+    tables) TFIELDS, each in its place, as the FITS standard (4.4.1) requires and cfitsio
+    checks: a header that has them elsewhere is refused on every path, not only fitsio's."""
+    def expect(position: int, key: str) -> None:
+        found = keys[position] if position < len(keys) else "END"
+        if found != key:
+            raise FitsError(f"HDU {hdu}: card {position + 1} is {found!r} where FITS requires "
+                            f"{key} (the mandatory keywords come first, in order)")
+
+    expect(0, "SIMPLE" if hdu == 0 else "XTENSION")
+    expect(1, "BITPIX")
+    expect(2, "NAXIS")
+    naxis = _int(cards, "NAXIS", hdu)
+    if naxis > 999:
+        raise FitsError(f"HDU {hdu}: NAXIS = {naxis} is over 999")
+    for i in range(1, naxis + 1):
+        expect(2 + i, f"NAXIS{i}")
+    if hdu > 0:
+        expect(3 + naxis, "PCOUNT")
+        expect(4 + naxis, "GCOUNT")
+        if isinstance(cards.get("XTENSION"), str) and \
+                cards["XTENSION"].strip(" ") == "BINTABLE":
+            expect(5 + naxis, "TFIELDS")
 
 
 def _int(cards: dict[str, Any], key: str, hdu: int, default: Optional[int] = None,
@@ -140,8 +220,8 @@ def _data_bytes(cards: dict[str, Any], hdu: int) -> int:
     axes = [_int(cards, f"NAXIS{i}", hdu) for i in range(1, naxis + 1)]
     if hdu == 0 and cards.get("GROUPS") is True and axes and axes[0] == 0:
         axes = axes[1:]  # random groups: NAXIS1 = 0 is not a dimension
-    pcount = _int(cards, "PCOUNT", hdu, default=0)
-    gcount = _int(cards, "GCOUNT", hdu, default=1)
+    pcount = _int(cards, "PCOUNT", hdu, default=0 if hdu == 0 else None)
+    gcount = _int(cards, "GCOUNT", hdu, default=1 if hdu == 0 else None)
     if not axes:
         return 0
     return abs(bitpix) // 8 * gcount * (pcount + math.prod(axes))
@@ -191,6 +271,38 @@ class Column:
                      if code == self.code and self.zero == zero), None)
 
     @property
+    def real_scalar(self) -> bool:
+        """One real number a row (integer or float, scaled or not) that the view decodes."""
+        return self.code in _REAL and self.repeat == 1 and not self.unsupported
+
+    @property
+    def integer(self) -> bool:
+        """A :attr:`real_scalar` whose values are integers (unscaled, or unsigned by offset)."""
+        return self.real_scalar and self.code in "BIJK" and (
+            not self.scaled or self.offset_type is not None)
+
+    @property
+    def kind(self) -> str:
+        """What one row of the column holds, in words: ``"a vector"``, ``"a string"``..."""
+        if self.unsupported:
+            return self.unsupported
+        if self.string:
+            return "a string"
+        if self.logical:
+            return "a logical" if self.repeat == 1 else "a vector of logicals"
+        if self.code in "CM":
+            return "a complex number" if self.repeat == 1 else "a vector of complex numbers"
+        if self.repeat != 1:
+            return "a vector"
+        if self.code in "ED" or (self.scaled and self.offset_type is None):
+            return "a float" if not self.scaled else "a scaled number (a float)"
+        return "an integer"
+
+    def describe(self) -> str:
+        """``"FLUX_R is 3E (a vector)"``: the column's name, TFORM and kind."""
+        return f"{self.name} is {self.tform} ({self.kind})"
+
+    @property
     def base_dtype(self) -> Optional[np.dtype]:
         """Stored type of one element (big-endian; a descriptor's pair for P/Q); None for
         bit arrays."""
@@ -228,8 +340,14 @@ class TableLayout:
 
     @property
     def data_end(self) -> int:
-        """File size the table needs: rows and heap (the final padding is optional)."""
+        """Where the table's rows and heap end."""
         return self.data_start + self.table_bytes + self.heap_bytes
+
+    @property
+    def file_end(self) -> int:
+        """File size the table needs: rows and heap padded to a whole block, as FITS
+        requires and cfitsio reads (it fails on the last rows of a file cut short of it)."""
+        return self.data_start + -(-(self.table_bytes + self.heap_bytes) // BLOCK) * BLOCK
 
     def needs_fitsio(self, names: Iterable[str]) -> bool:
         """Whether columns ``names`` can only be read through fitsio."""
@@ -298,7 +416,7 @@ def table_layout(cards: dict[str, Any], hdu: int, data_start: int) -> TableLayou
             repeat, code, width = parse_tform(tform)
         except FitsError as exc:
             raise FitsError(f"HDU {hdu}: column {i}: {exc}") from None
-        name = str(cards.get(f"TTYPE{i}", "")).strip().upper()
+        name = str(cards.get(f"TTYPE{i}", "")).strip(" ").upper()
         scale, zero = _number(cards, f"TSCAL{i}", 1.0), _number(cards, f"TZERO{i}", 0.0)
         unsupported = None
         if code in "PQ":
@@ -309,7 +427,7 @@ def table_layout(cards: dict[str, Any], hdu: int, data_start: int) -> TableLayou
             unsupported = "zero width"
         elif scale is None or zero is None:
             unsupported = "a non-numeric TSCAL/TZERO"
-        column = Column(name, i - 1, tform.strip(), code, repeat, offset, width,
+        column = Column(name, i - 1, tform.strip(" "), code, repeat, offset, width,
                         1.0 if scale is None else scale, 0.0 if zero is None else zero,
                         unsupported)
         offset += width
@@ -325,7 +443,7 @@ def table_layout(cards: dict[str, Any], hdu: int, data_start: int) -> TableLayou
                         f"{offset} bytes")
     extname = cards.get("EXTNAME", "")
     return TableLayout(hdu, nrows, row_bytes, data_start, heap, columns,
-                       extname.strip() if isinstance(extname, str) else "",
+                       extname.strip(" ") if isinstance(extname, str) else "",
                        cards.get("ZTABLE") is True)
 
 
@@ -349,7 +467,7 @@ def find_table(read_at: ReadAt, extname: str = SWEEP_EXTNAME,
         if hdu > 0 and not isinstance(cards.get("XTENSION"), str):
             raise FitsError(f"HDU {hdu}: XTENSION is not a string")
         size = _data_bytes(cards, hdu)
-        if hdu > 0 and cards["XTENSION"].strip() == "BINTABLE":
+        if hdu > 0 and cards["XTENSION"].strip(" ") == "BINTABLE":
             table = table_layout(cards, hdu, offset + length)
             if table.extname.upper() == extname.upper():
                 return _uncompressed(table)
@@ -373,21 +491,23 @@ def _uncompressed(table: TableLayout) -> TableLayout:
 
 # --- values ----------------------------------------------------------------------------------
 
-def decode(values: np.ndarray, column: Column, raw_string: bool = False) -> np.ndarray:
+def decode(values: np.ndarray, column: Column, raw_string: bool = False,
+           first_row: int = 0) -> np.ndarray:
     """A column's values from its raw (strided, big-endian) view, always as a new array.
 
     Logicals -> bool (``'T'`` is true; ``'F'`` and null are false), shape (n,) or
     (n, repeat). Strings -> ``str`` with trailing blanks stripped, or with ``raw_string`` the
-    fixed-width bytes as stored. Numbers -> native byte order, scaled as astropy scales them:
-    the unsigned-by-offset convention gives integers of the same width, any other
-    TSCAL/TZERO float64 ``raw * TSCAL + TZERO``.
+    fixed-width bytes as stored; a byte that is not ASCII is refused, naming the row
+    (``first_row`` is the table row of ``values[0]``). Numbers -> native byte order, scaled as
+    astropy scales them: the unsigned-by-offset convention gives integers of the same width,
+    any other TSCAL/TZERO float64 ``raw * TSCAL + TZERO``.
     """
     if column.unsupported:
         raise FitsError(f"column {column.name} is {column.unsupported}: read it with fitsio")
     if column.logical:
         return values == b"T"
     if column.string:
-        return normalise_string(values, raw_string, column.name)
+        return normalise_string(values, raw_string, column.name, first_row)
     native = values.astype(values.dtype.newbyteorder("="))  # a copy: buffers are reused
     if not column.scaled:
         return native
@@ -404,15 +524,35 @@ def decode(values: np.ndarray, column: Column, raw_string: bool = False) -> np.n
     return out
 
 
-def normalise_string(values: np.ndarray, raw: bool, name: str = "") -> np.ndarray:
+def normalise_string(values: np.ndarray, raw: bool, name: str = "",
+                     first_row: int = 0) -> np.ndarray:
     """Bytes or str values as a new array: ``str`` stripped of trailing blanks, or with
-    ``raw`` fixed-width bytes (``S<width>``, cheap to group by)."""
-    kind = values.dtype.kind
+    ``raw`` fixed-width bytes (``S<width>``, cheap to group by). Every path gives the same
+    answer, and the same error for a value that is not ASCII (FITS strings are ASCII; fitsio
+    cannot return others): :func:`non_ascii_error`."""
+    if values.dtype.kind == "S":
+        stored = np.array(values)  # contiguous: a copy, as buffers are reused
+        codes = stored.view(np.uint8)
+        if codes.size and codes.max() >= 0x80:
+            raise non_ascii_error(stored, name, first_row)
+        text = stored if raw else stored.astype("U")
+    elif raw:
+        try:
+            text = np.array(values, dtype=f"S{max(1, values.dtype.itemsize // 4)}")
+        except UnicodeEncodeError:
+            raise FitsError(f"column {name}: a string holds characters that are not "
+                            "ASCII") from None
+    else:
+        text = np.array(values)
     if raw:
-        width = values.dtype.itemsize // (4 if kind == "U" else 1)
-        return np.array(values, dtype=f"S{width}")
-    try:
-        text = values.astype("U") if kind == "S" else np.array(values)
-    except UnicodeDecodeError:
-        raise FitsError(f"column {name}: a string holds non-ASCII bytes") from None
+        return text
     return np.char.rstrip(text) if text.size else text
+
+
+def non_ascii_error(stored: np.ndarray, name: str, first_row: int = 0) -> FitsError:
+    """The error for fixed-width bytes ``stored`` (rows ``first_row``...) holding a byte that
+    is not ASCII, naming the first such row and its value."""
+    rows = stored.view(np.uint8).reshape(len(stored), -1)
+    row = int(np.flatnonzero((rows >= 0x80).any(axis=1))[0])
+    return FitsError(f"column {name}: row {first_row + row:,} holds bytes that are not ASCII "
+                     f"({rows[row].tobytes()!r})")

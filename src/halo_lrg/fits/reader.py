@@ -16,13 +16,23 @@ the stored bytes into a wider or float field, then scales garbage; float columns
 float32): on the fitsio path those columns are decoded from the raw rows as on the fast path.
 fitsio also reads a truncated file without complaint (zeros), so the file's size is checked
 against the layout before any row is read.
+
+fitsio hands a name to cfitsio, which reads its own syntax into it (``x.fits[1]`` is HDU 1 of
+``x.fits``, ``x.fits(y)`` a template, ``$HOME`` an environment variable, ``dir[x]/...`` a
+filter): the fitsio path never gives it the file's own name, but a name that can only mean the
+file already open here (``/proc/self/fd/N`` on Linux, else a symlink with a plain name in a
+private temp dir). cfitsio also keeps one error-message stack for the whole process: it is
+emptied before and after each file, so one file's messages never reach another's error.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -39,6 +49,9 @@ from halo_lrg.fits.layout import (
 
 #: Fills a buffer with the file's bytes from an offset, or raises (a truncated file).
 Fill = Callable[[int, memoryview], None]
+#: What a caller requires of the table before any row is read: the cause of a refusal (one
+#: line, naming the columns), or None. Every read path runs it at the same point.
+LayoutCheck = Callable[[TableLayout], Optional[str]]
 
 
 class SweepError(Exception):
@@ -98,13 +111,25 @@ def sweep_layout(path: str) -> TableLayout:
         raise SweepError(path, f"cannot read file ({exc.strerror or exc})") from None
     except FitsError as exc:
         raise SweepError(path, str(exc)) from None
-    if size < layout.data_end:
-        heap = f" and a {layout.heap_bytes:,}-byte heap" if layout.heap_bytes else ""
-        raise SweepError(
-            path, f"truncated: the header declares {layout.nrows:,} rows of "
-                  f"{layout.row_bytes} bytes{heap} ({layout.data_end:,} bytes with headers) "
-                  f"but the file holds {size:,} bytes")
+    if size < layout.file_end:
+        raise SweepError(path, truncated_cause(layout, size))
     return layout
+
+
+def truncated_cause(layout: TableLayout, size: int) -> str:
+    """Why a file of ``size`` bytes cannot hold ``layout``'s table: the same words on every
+    path (the streaming reader says it when a complete download is short)."""
+    heap = f" and a {layout.heap_bytes:,}-byte heap" if layout.heap_bytes else ""
+    return (f"truncated: the header declares {layout.nrows:,} rows of {layout.row_bytes} bytes"
+            f"{heap} ({layout.file_end:,} bytes with headers and padding) but the file holds "
+            f"{size:,} bytes")
+
+
+def check_layout(path: str, layout: TableLayout, check: Optional[LayoutCheck]) -> None:
+    """Run a caller's :data:`LayoutCheck`; its refusal is a :class:`SweepError`."""
+    cause = check(layout) if check is not None else None
+    if cause:
+        raise SweepError(path, cause)
 
 
 def select_columns(path: str, layout: TableLayout, columns: Sequence[str],
@@ -136,7 +161,7 @@ def table_chunks(path: str, layout: TableLayout, names: Sequence[str], chunk_row
         fill(layout.data_start + start * layout.row_bytes, view)
         records = np.frombuffer(view, dtype=dtype, count=n)
         try:
-            chunk = {c.name: decode(records[c.name], c, c.name in raw)
+            chunk = {c.name: decode(records[c.name], c, c.name in raw, start)
                      for c in columns}
         except FitsError as exc:
             raise SweepError(path, str(exc)) from None
@@ -150,21 +175,24 @@ def iter_column_chunks(
     optional_columns: Sequence[str] = (),
     fast_path: bool = True,
     raw_strings: Sequence[str] = (),
+    check: Optional[LayoutCheck] = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield ``{column: array}`` for successive chunks of at most ``chunk_rows`` rows.
 
     Column names are matched case-insensitively and returned upper case. A required column
     that is absent raises :class:`MissingColumnsError` naming it; optional ones are read when
-    present. Numbers come back in native byte order, TSCAL/TZERO applied; FITS logicals as
+    present. ``check`` (a :data:`LayoutCheck`) may then refuse the table before any row is
+    read. Numbers come back in native byte order, TSCAL/TZERO applied; FITS logicals as
     bool. Strings come back as ``str`` with padding stripped, except the columns named in
     ``raw_strings``: those stay fixed-width bytes (``S<n>``, padding kept), which is much
-    cheaper to group by. An empty table yields nothing. ``fast_path=False`` reads through
-    fitsio.
+    cheaper to group by; a string that is not ASCII is refused, naming its row. An empty
+    table yields nothing. ``fast_path=False`` reads through fitsio.
     """
     if chunk_rows <= 0:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     layout = sweep_layout(path)
     wanted = select_columns(path, layout, columns, optional_columns)
+    check_layout(path, layout, check)
     if layout.nrows == 0:
         return
     raw = {c.upper() for c in raw_strings}
@@ -188,7 +216,14 @@ def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows
     theirs = [c for c in wanted if c not in ours]
     with ExitStack() as stack:
         try:
-            fits = stack.enter_context(fitsio.FITS(path))
+            fh = stack.enter_context(open(path, "rb", buffering=0))
+        except OSError as exc:
+            raise SweepError(path, f"cannot read file ({exc.strerror or exc})") from None
+        name = stack.enter_context(_cfitsio_name(fh.fileno(), path))
+        clear_cfitsio_messages()
+        stack.callback(clear_cfitsio_messages)  # after the file is closed, on every exit
+        try:
+            fits = stack.enter_context(fitsio.FITS(name))
             hdu = fits[layout.hdu_index]
             kind, nrows = hdu.get_exttype(), int(hdu.get_nrows())
             colnames = hdu.get_colnames()
@@ -201,7 +236,6 @@ def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows
         names = [colnames[layout.columns[c].index] for c in theirs]
         own: Optional[Iterator[dict[str, np.ndarray]]] = None
         if ours:
-            fh = stack.enter_context(open(path, "rb", buffering=0))
             own = table_chunks(path, layout, ours, chunk_rows, raw, file_fill(path, layout, fh))
         for start in range(0, layout.nrows, chunk_rows):
             stop = min(start + chunk_rows, layout.nrows)
@@ -209,18 +243,93 @@ def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows
             if theirs:
                 try:
                     data = hdu.read(columns=names, rows=np.arange(start, stop))
+                except UnicodeDecodeError:
+                    # fitsio decodes strings as ASCII and fails on the whole read: name the
+                    # row and value as the fast path does, from the stored bytes.
+                    raise SweepError(path, _string_cause(path, layout, theirs, start, stop,
+                                                         fh)) from None
                 except (OSError, ValueError) as exc:
                     raise SweepError(path, f"read failed at rows {start:,}-{stop:,} "
                                            f"({_first_line(exc)})") from None
-                try:
-                    for c, n in zip(theirs, names):
+                for c, n in zip(theirs, names):
+                    try:
                         chunk[c] = _from_fitsio(data[n], layout.columns[c], c in raw,
                                                 stop - start)
-                except FitsError as exc:
-                    raise SweepError(path, str(exc)) from None
+                    except FitsError as exc:
+                        raise SweepError(path, str(exc)) from None
+                    except ValueError:  # a shape cfitsio took from elsewhere (TDIMn)
+                        raise SweepError(path, f"fitsio reads column {c} as "
+                                               f"{data[n].dtype}{data[n].shape[1:]}, not as "
+                                               f"its TFORM {layout.columns[c].tform} "
+                                               "declares") from None
             if own is not None:
                 chunk.update(next(own))
             yield {c: chunk[c] for c in wanted}
+
+
+@contextmanager
+def _cfitsio_name(fd: int, path: str) -> Iterator[str]:
+    """A name cfitsio can only read as the file open on ``fd``.
+
+    ``/proc/self/fd/N`` opens the same file anew (its own offset) and stays unique while
+    ``fd`` is open, so cfitsio, which shares the handle of a name it already has open, can
+    never mistake another file for this one. Elsewhere a symlink named ``sweep.fits`` in a
+    private temp dir (``/dev/fd`` on macOS would share ``fd``'s offset)."""
+    proc = f"/proc/self/fd/{fd}"
+    if sys.platform.startswith("linux") and os.path.exists(proc):
+        yield proc
+        return
+    workdir = tempfile.mkdtemp(prefix="halo-lrg-fitsio-")
+    try:
+        link = os.path.join(workdir, "sweep.fits")
+        os.symlink(os.path.abspath(path), link)
+        yield link
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def clear_cfitsio_messages() -> None:
+    """Empty cfitsio's error-message stack, which is global to the process.
+
+    fitsio reads the stack (as much as fits its message) only when a call fails; messages
+    pushed by calls that recovered, or left over from a long failure, would otherwise open the
+    next failure's message, whichever file it is about. fitsio has no call to clear it, but
+    any failing call drains it: ``get_keytype("")`` fails (status 204) and pushes nothing of
+    its own, so it is repeated until the failure reports only its status line.
+    """
+    try:
+        from fitsio import _fitsio_wrap
+
+        probe = _fitsio_wrap.get_keytype
+    except (ImportError, AttributeError):
+        return
+    for _ in range(64):  # cfitsio keeps at most 25 messages; each drain takes ~10
+        try:
+            probe("")
+        except OSError as exc:
+            if str(exc).strip().count("\n") == 0:
+                return
+        except Exception:
+            return
+        else:
+            return
+
+
+def _string_cause(path: str, layout: TableLayout, names: list[str], start: int, stop: int,
+                  fh: Any) -> str:
+    """The fast path's error for rows ``start:stop`` of the string columns in ``names``,
+    decoded from the stored bytes (fitsio only says that some string is not ASCII)."""
+    strings = [n for n in names if layout.columns[n].string]
+    buffer = bytearray((stop - start) * layout.row_bytes)
+    file_fill(path, layout, fh)(layout.data_start + start * layout.row_bytes,
+                                memoryview(buffer))
+    records = np.frombuffer(buffer, dtype=layout.view_dtype(strings), count=stop - start)
+    for name in strings:
+        try:
+            decode(records[name], layout.columns[name], True, start)
+        except FitsError as exc:
+            return str(exc)
+    return f"fitsio cannot decode a string in rows {start:,}-{stop:,}"
 
 
 def _from_fitsio(values: np.ndarray, column: Column, raw: bool, n: int) -> np.ndarray:

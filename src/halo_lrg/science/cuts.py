@@ -20,7 +20,29 @@ Selections:
     The DESI selection choosing south or north per object from ``PHOTSYS`` when the file has
     it, else from ``RELEASE`` (sweeps since DR9 carry no PHOTSYS).
 
-Non-positive, NaN or infinite fluxes never select an object and never raise or warn.
+No value raises or warns. What a non-finite or non-positive value does:
+
+``seed``
+    An object whose dereddened r, z or W1 flux is non-positive, NaN or infinite (a zero or
+    non-finite MW_TRANSMISSION included) is never selected.
+``desi-lrg*``
+    Exactly as desitarget's ``isLRG`` (fluxes divided by MW_TRANSMISSION as desitarget's own
+    reader divides them, then compared in float32; ``tests/test_hostile.py`` checks each case
+    against desitarget):
+
+    * NaN in FLUX_R, FLUX_Z, FLUX_W1, FIBERFLUX_Z, their MW_TRANSMISSION, FLUX_IVAR_R/Z/W1,
+      GAIA_PHOT_G_MEAN_MAG or FIBERTOTFLUX_Z never selects (every comparison with NaN is
+      false).
+    * A zero, negative or -inf dereddened r, z, W1 or zfiber flux never selects (the quality
+      mask wants them positive); nor does +inf r or z (the colour cuts fail).
+    * **+inf W1 or +inf zfiber can select**: their magnitudes are -inf, which passes every cut
+      they enter. A finite FLUX_W1 over MW_TRANSMISSION_W1 = 0 is +inf W1.
+    * The g flux enters only the low-z cut's ``g - W1`` branch, which ``r - W1`` can stand in
+      for: an object passing on ``r - W1`` is selected whatever g is (NaN, infinite, zero,
+      negative; MW_TRANSMISSION_G likewise). A zero or negative g clips to 1e-7 nanomaggies
+      (g = 40 mag), which passes ``g - W1``; NaN or +inf g fails it.
+    * FIBERTOTFLUX_Z is only a bright limit: zero, negative and -inf pass it, +inf fails.
+    * +inf FLUX_IVAR_R/Z/W1 passes (> 0); +inf GAIA_PHOT_G_MEAN_MAG passes (> 18).
 """
 
 from __future__ import annotations

@@ -78,7 +78,12 @@ from halo_lrg.spark.job import (
     lrg_partials,
     read_partial,
 )
-from halo_lrg.survey.index import IndexSelection, order_largest_first, select_inputs
+from halo_lrg.survey.index import (
+    IndexLinesError,
+    IndexSelection,
+    order_largest_first,
+    select_inputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +274,11 @@ def plan_files(spec: JobSpec) -> tuple[IndexSelection, list[InputIdentity]]:
         text = read_text(spec.index_uri, spec.config)
     except SourceError as exc:
         raise RunFailed(f"cannot read the index {exc}") from None
-    inputs = select_inputs(text, spec.footprint, spec.config.run.max_sweeps)
+    try:
+        inputs = select_inputs(text, spec.footprint, spec.config.run.max_sweeps,
+                               index=spec.index_uri)
+    except IndexLinesError as exc:
+        raise RunFailed(str(exc)) from None
     identities = file_identities(inputs.uris, spec.config)
     order = order_largest_first(inputs.uris, [i.size for i in identities])
     inputs.uris = [inputs.uris[i] for i in order]
