@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -56,9 +56,9 @@ class DownloadCancelled(Exception):
 class GrowingDownload(threading.Thread):
     """Downloads ``url`` to ``dest`` in the background; readers wait for the bytes they need."""
 
-    def __init__(self, url: str, dest: str, config: Config) -> None:
+    def __init__(self, url: str, dest: str, config: Config, hasher: Any = None) -> None:
         super().__init__(name="halo-lrg-download", daemon=True)
-        self.url, self.dest, self.config = url, dest, config
+        self.url, self.dest, self.config, self.hasher = url, dest, config, hasher
         self.written = 0
         self.finished = False
         self.error: Optional[BaseException] = None
@@ -76,10 +76,10 @@ class GrowingDownload(threading.Thread):
         try:
             if is_s3(self.url):
                 s3_source.download_parts_in_order(self.url, self.dest, self.config.remote,
-                                                  self._progress)
+                                                  self._progress, hasher=self.hasher)
             else:
                 http_source.download(self.url, self.dest, self.config.remote,
-                                     progress=self._progress)
+                                     progress=self._progress, hasher=self.hasher)
         except BaseException as exc:  # handed to the reader, which raises it
             self.error = exc
         finally:
@@ -172,9 +172,10 @@ def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[
 
 
 def stream_count(uri: str, config: Config, selection: Selection,
-                 footprint: Optional[Footprint]) -> SweepCount:
+                 footprint: Optional[Footprint], hasher: Any = None) -> SweepCount:
     """Count an http(s) or s3 sweep while downloading it; the temp file goes, whatever
-    happens."""
+    happens. ``hasher`` (``reset()``, ``update(bytes)``) hears every byte of the download in
+    file order: the caller checks the digest once this returns."""
     started = time.perf_counter()
     with task_workdir(config.remote.tmp_dir) as workdir:
         dest = os.path.join(workdir, download_name(uri))
@@ -185,7 +186,7 @@ def stream_count(uri: str, config: Config, selection: Selection,
             fd = os.open(dest, os.O_RDONLY | os.O_CREAT, 0o600)
         try:
             result = _count_while_downloading(uri, dest, fd, config, selection, footprint,
-                                              started)
+                                              started, hasher)
         finally:
             os.close(fd)
         return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
@@ -193,8 +194,8 @@ def stream_count(uri: str, config: Config, selection: Selection,
 
 def _count_while_downloading(uri: str, dest: str, fd: int, config: Config,
                              selection: Selection, footprint: Optional[Footprint],
-                             started: float) -> SweepCount:
-    download = GrowingDownload(uri, dest, config)
+                             started: float, hasher: Any = None) -> SweepCount:
+    download = GrowingDownload(uri, dest, config, hasher)
     download.start()
     try:
         with _translated(uri):

@@ -122,18 +122,6 @@ class FileResult:
                 "partial": self.partial}
 
 
-@functools.cache
-def _streaming_hashes() -> bool:
-    """Whether :func:`halo_lrg.count.streaming.stream_count` takes a ``hasher`` (the SHA-256
-    of a download counted while it arrives); without it, a remote file whose SHA-256 must be
-    checked is downloaded first, hashed on the way, then counted."""
-    import inspect
-
-    from halo_lrg.count.streaming import stream_count
-
-    return "hasher" in inspect.signature(stream_count).parameters
-
-
 def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
                    expected_sha256: Optional[str] = None
                    ) -> tuple[Optional[SweepCount], FileResult]:
@@ -149,16 +137,12 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
     hasher = InputHash() if remote or expected_sha256 is not None else None
     sha256 = None
     try:
-        if remote and config.remote.stream_remote and (
-                expected_sha256 is None or _streaming_hashes()):
+        if remote and config.remote.stream_remote:
             from halo_lrg.count.streaming import stream_count
 
-            if _streaming_hashes():
-                result = stream_count(uri, config, selection, footprint,  # type: ignore[call-arg]
-                                      hasher=hasher)
-                sha256 = verify_sha256(uri, hasher, expected_sha256)  # type: ignore[arg-type]
-            else:  # no hash of a streamed download yet, and none was asked for
-                result = stream_count(uri, config, selection, footprint)
+            # Counted while it arrives; a mismatch found at the end discards the counts.
+            result = stream_count(uri, config, selection, footprint, hasher=hasher)
+            sha256 = verify_sha256(uri, hasher, expected_sha256)  # type: ignore[arg-type]
         else:
             with local_copy(uri, config, hasher) as path:
                 if hasher is not None:  # before counting: bad bytes are never counted
