@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= outputs
 SAMPLE_FILES ?= 4
 SAMPLE_ROWS  ?= 50000
+SAMPLE_RANDOMS ?= 2
 PYTEST_ARGS  ?=
 
 # Spark's Python workers must use the venv's interpreter, not whatever python3 is on PATH.
@@ -42,14 +43,19 @@ $(STAMP): pyproject.toml | check-python
 
 install: $(STAMP)
 
+# The demo: DR10-schema sweeps and randoms with a planted mask (a bright-star hole, a stripe
+# without z data), the DESI-like LRG selection (its quality mask matches the randoms' mask),
+# the effective area from the randoms, and the density map over it.
 run: $(STAMP) check-java
-	$(BIN)/halo-lrg synth $(OUT)/sample --files $(SAMPLE_FILES) --rows $(SAMPLE_ROWS)
-	$(BIN)/halo-lrg run --index $(OUT)/sample/index.txt --output $(OUT)/run
-	$(BIN)/halo-lrg density $(OUT)/run/lrg_counts_per_brick/part-00000.csv --output $(OUT)/run/lrg_density.csv
+	$(BIN)/halo-lrg synth $(OUT)/sample --files $(SAMPLE_FILES) --rows $(SAMPLE_ROWS) --randoms $(SAMPLE_RANDOMS)
+	$(BIN)/halo-lrg run --index $(OUT)/sample/index.txt --output $(OUT)/run --selection desi-lrg
+	$(BIN)/halo-lrg area --randoms $(OUT)/sample/randoms.txt --output $(OUT)/run/area.csv
+	$(BIN)/halo-lrg density $(OUT)/run/lrg_counts_per_brick/part-00000.csv --area $(OUT)/run/area.csv --output $(OUT)/run/lrg_density.csv
 	$(BIN)/halo-lrg plot $(OUT)/run/lrg_density.csv --output $(OUT)/run/lrg_density_map.png
 	@echo
 	@echo "LRG counts per brick: $(OUT)/run/lrg_counts_per_brick/part-00000.csv"
 	@echo "manifest:             $(OUT)/run/manifest.json"
+	@echo "effective area:       $(OUT)/run/area.csv"
 	@echo "density table, map:   $(OUT)/run/lrg_density.csv, $(OUT)/run/lrg_density_map.png"
 
 test: $(STAMP) check-java

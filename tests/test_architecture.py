@@ -100,3 +100,19 @@ def test_the_notebook_imports_stay_light():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_console_script_points_at_the_cli_group():
+    # A fresh install builds the `halo-lrg` script from pyproject.toml: an entry point that
+    # names a missing object breaks `make run` on a new machine, not in an old venv.
+    import importlib
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    scripts = tomllib.loads((PACKAGE_DIR.parents[1] / "pyproject.toml").read_text())[
+        "project"]["scripts"]
+    module, _, attribute = scripts["halo-lrg"].partition(":")
+    main = getattr(importlib.import_module(module), attribute)
+    assert main.name == "main" and "run" in main.commands and "submit" in main.commands
