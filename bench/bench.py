@@ -1,6 +1,7 @@
 """halo-lrg benchmarks: ratios measured in one run on one machine -> docs/benchmarks.md.
 
     python -m bench.bench [--rows 2000000] [--repeat 3] [--quick] [--bandwidth 40]
+                          [--conn-bandwidth 16]
 
 Every case runs in a fresh process (peak RSS is the case's own) on the same generated
 DR10-schema sweep, page cache warm, median of --repeat runs. This machine is shared and
@@ -127,6 +128,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 2_000_000)))
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", 3)))
     parser.add_argument("--bandwidth", type=float, default=40.0, help="remote case, MB/s")
+    parser.add_argument("--conn-bandwidth", type=float, default=16.0,
+                        help="ranged HTTP case: MB/s of each connection")
     # Files for the Spark comparison (hard links of one file: no extra disk). A real run has
     # hundreds of files a core; 96 on 2 cores is 48, enough that a cold job's one-off costs
     # (JIT, workers' first imports) do not swamp what is compared, per-file work.
@@ -149,6 +152,11 @@ def main() -> int:
         "count_fast", "count_desi", "checksum")}
     if r["seed_astropy"]["lrg"] != r["count_fast"]["lrg"]:
         raise SystemExit("seed approach and count_sweep disagree on the LRG count")
+    # Several selections in one read against one (bench.cases.SEVERAL_SELECTIONS).
+    r["selections_one"] = run_case("count_selections", main_file, "seed", repeat=args.repeat)
+    r["selections_several"] = run_case("count_selections", main_file,
+                                       "seed,desi-lrg-south,desi-lrg-north,z20p2",
+                                       repeat=args.repeat)
 
     print("memory flatness", flush=True)
     small, large = sweep(small_rows), sweep(large_rows)
@@ -191,12 +199,16 @@ def main() -> int:
     remote = run_case("remote_http", small, url, repeat=args.repeat)
     server.shutdown()
 
+    print(f"HTTP ranges at {args.conn_bandwidth:g} MB/s per connection", flush=True)
+    ranged = run_case("http_ranges", small, str(args.conn_bandwidth), repeat=args.repeat)
+
     report = render(args, size, r, flat, small_rows, large_rows, spark, cores,
-                    remote, small.stat().st_size)
+                    remote, small.stat().st_size, ranged)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
     raw = {"rows": args.rows, "bytes": size, "cases": r, "memory_flatness": flat,
            "spark": spark, "remote": remote, "bandwidth_mb_s": args.bandwidth,
+           "http_ranges": ranged,
            "machine": machine()}
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     print(f"-> {args.out}")
@@ -252,8 +264,27 @@ def spark_summary(rounds: list[dict], cores: int) -> dict:
     }
 
 
+def ranged_targets(ranged: dict) -> list[tuple[str, str, bool]]:
+    """The ranged-HTTP case's targets: 4 parts against one stream, each connection capped at
+    B; a connection cut at 90% of the file, resumed."""
+    b, mb = ranged["mb_per_second"], ranged["bytes"] / 1e6
+    cuts = {mode: (ranged[f"{mode}_cut_extra_bytes"], ranged[f"{mode}_cut_extra_time"])
+            for mode in ("one", "parts")}
+    return [
+        (f"HTTP, each connection capped at B = {b:g} MB/s: 4 ranged parts ≥ 3.5 B",
+         f"{ranged['parts_rate_b']:.2f} B ({ranged['parts_seconds']:.1f} s; one stream "
+         f"{ranged['one_rate_b']:.2f} B, {ranged['one_seconds']:.1f} s; {mb:.0f} MB file, "
+         f"{ranged['http_part_bytes'] / 2**20:.1f} MiB parts)", ranged["parts_rate_b"] >= 3.5),
+        ("HTTP connection cut at 90% of the file: ≤ 15% extra bytes and time (resumed, not "
+         "restarted)",
+         "; ".join(f"{label}: +{cuts[mode][0]:.1%} bytes, {cuts[mode][1]:+.1%} time"
+                   for mode, label in (("one", "one stream"), ("parts", "4 parts"))),
+         all(extra <= 0.15 for pair in cuts.values() for extra in pair)),
+    ]
+
+
 def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
-           remote_size) -> str:
+           remote_size, ranged) -> str:
     mb = size / 1e6
 
     def row(name, case, note=""):
@@ -312,6 +343,11 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
          f"(median of {args.spark_rounds} rounds' ratios); session start "
          f"{spark['startup']:.1f} s "
          "apart", spark["spark_ratio"] <= 1.25),
+        ("4 selections (seed, desi-lrg-south, desi-lrg-north, z20p2) in one read ≤ 1.2x one "
+         "(seed)",
+         f"{r['selections_several']['seconds'] / r['selections_one']['seconds']:.2f}x "
+         f"({r['selections_several']['seconds']:.3f} vs {r['selections_one']['seconds']:.3f} s)",
+         r["selections_several"]["seconds"] <= 1.2 * r["selections_one"]["seconds"]),
         ("SHA-256 of a local file ≤ 10% of count_sweep's time (else: hashed only when a "
          "checksum list is given)",
          f"{checksum_ratio:.0%} ({r['checksum']['seconds']:.3f} vs {ours['seconds']:.3f} s, "
@@ -319,6 +355,7 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
         (f"remote throttled to B = {args.bandwidth:g} MB/s gives ≥ 0.85 B",
          f"{remote_rate:.1f} MB/s = {remote_rate / args.bandwidth:.2f} B "
          f"({remote_size / 1e6:.0f} MB file)", remote_rate >= 0.85 * args.bandwidth),
+        *ranged_targets(ranged),
     ]
     rounds_table = "\n".join(
         f"| {k} | {x['sum_per_file']:.2f} | {x['ideal']:.2f} | {x['spark']:.2f} | "

@@ -4,8 +4,9 @@
 
 Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fitsio,
 checksum (the SHA-256 of the whole file, as a run with a checksum list computes it),
-remote_http (ARGS: URL), sequential (PATH is an index), spark and pool (PATH is an index;
-ARGS: cores), spark_tasks (PATH unused; ARGS: cores, plain|groupby|job).
+remote_http (ARGS: URL), http_ranges (ARGS: MB/s per connection), sequential (PATH is an
+index), spark and pool (PATH is an index; ARGS: cores), spark_tasks (PATH unused; ARGS: cores,
+plain|groupby|job).
 """
 
 from __future__ import annotations
@@ -134,6 +135,130 @@ def remote_http(path: str, url: str) -> dict:
     if status.status != "ok":
         raise SystemExit(status.error)
     return {"seconds": time.perf_counter() - started, "rows": status.rows, "lrg": status.lrg}
+
+
+def _capped_server(path: str, bytes_per_second: float):
+    """A loopback server for ``path`` (at ``/<name>``) with byte ranges and an ETag, each
+    connection paced by its own token bucket (like one long-haul TCP stream, whose rate is
+    its window over the round trip). Returns (server, state): ``state`` counts the body bytes
+    sent and takes ``drop_at`` (a file offset: the response that reaches it is cut there,
+    once)."""
+    import http.server
+    import io
+    import re
+    import socket
+    import struct
+    import threading
+
+    size = os.path.getsize(path)
+    etag = f'"{size:x}-{os.stat(path).st_mtime_ns:x}"'
+    state = {"sent": 0, "drop_at": None, "lock": threading.Lock()}
+    block, burst = 16 * 1024, 64 * 1024
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            first, last, status = 0, size - 1, 200
+            wanted = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range") or "")
+            pinned = self.headers.get("If-Range")
+            if wanted and (pinned is None or pinned == etag):
+                first = int(wanted.group(1))
+                last = min(int(wanted.group(2)), size - 1) if wanted.group(2) else size - 1
+                status = 206
+            self.send_response(status)
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
+            self.send_header("Content-Length", str(last - first + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("ETag", etag)
+            self.end_headers()
+            with state["lock"]:
+                drop = state["drop_at"]
+                if drop is not None and first <= drop <= last:
+                    state["drop_at"] = None
+                    last = drop - 1
+                else:
+                    drop = None
+            tokens, clock = float(burst), time.perf_counter()
+            with open(path, "rb") as source:
+                at = first
+                while at <= last:
+                    n = min(block, last + 1 - at)
+                    now = time.perf_counter()
+                    tokens = min(burst, tokens + (now - clock) * bytes_per_second)
+                    clock = now
+                    if tokens < n:  # this connection's bucket is empty: wait for n tokens
+                        time.sleep((n - tokens) / bytes_per_second)
+                        continue
+                    tokens -= n
+                    self.wfile.write(os.pread(source.fileno(), n, at))
+                    at += n
+                    with state["lock"]:
+                        state["sent"] += n
+            if drop is not None:  # the connection breaks: a reset, so whatever the client
+                # had not read yet is lost, as on a real network
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.connection.close()
+                self.wfile = io.BytesIO()  # nothing left to flush
+                self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, state
+
+
+def http_ranges(path: str, mb_per_second: str = "16") -> dict:
+    """``halo_lrg.io.http.download`` of ``path`` from a loopback server that caps each
+    connection at B MB/s: one stream (``remote.http_parts`` = 1) against 4 ranged parts
+    (the default; parts of ``remote.http_part_bytes``, or an eighth of a file smaller than 8
+    of them), then each again with a connection cut at 90% of the file, which resumes.
+    Reports seconds, throughput in units of B, and the extra bytes (sent by the server) and
+    time a cut costs."""
+    import filecmp
+    import tempfile
+
+    from halo_lrg.config import load_config
+    from halo_lrg.io import http as http_source
+
+    rate = float(mb_per_second) * 1e6
+    size = os.path.getsize(path)
+    server, state = _capped_server(path, rate)
+    url = f"http://127.0.0.1:{server.server_address[1]}/{os.path.basename(path)}"
+    config = load_config()
+    # The default part size, or an eighth of a smaller file (--quick): two rounds of 4 parts.
+    part = min(config.remote.http_part_bytes, max(1 << 20, -(-size // 8)))
+    config = config.replace(remote={"http_part_bytes": part})
+    out: dict = {"bytes": size, "mb_per_second": float(mb_per_second),
+                 "http_part_bytes": part}
+    try:
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as work:
+            for name, parts, cut in (("one", 1, False), ("parts", 4, False),
+                                     ("one_cut", 1, True), ("parts_cut", 4, True)):
+                remote = config.replace(remote={"http_parts": parts}).remote
+                dest = os.path.join(work, name)
+                with state["lock"]:
+                    state["sent"] = 0
+                    state["drop_at"] = int(size * 0.9) if cut else None
+                started = time.perf_counter()
+                assert http_source.download(url, dest, remote) == size
+                out[f"{name}_seconds"] = time.perf_counter() - started
+                out[f"{name}_sent"] = state["sent"]
+                if not filecmp.cmp(dest, path, shallow=False):
+                    raise SystemExit(f"{name}: the downloaded bytes differ from the file")
+                os.remove(dest)
+    finally:
+        server.shutdown()
+        server.server_close()
+    for name in ("one", "parts"):
+        out[f"{name}_rate_b"] = size / out[f"{name}_seconds"] / rate
+        out[f"{name}_cut_extra_bytes"] = out[f"{name}_cut_sent"] / size - 1
+        out[f"{name}_cut_extra_time"] = out[f"{name}_cut_seconds"] / out[f"{name}_seconds"] - 1
+    out["seconds"] = out["parts_seconds"]
+    return out
 
 
 def _descendants_cpu() -> dict[str, float]:
@@ -336,9 +461,35 @@ def pool(index: str, cores: str) -> dict:
             "user_cpu": cpu["workers_user_cpu"], "sys_cpu": cpu["workers_sys_cpu"]}
 
 
+#: The several-selections case: three built-in selections and a variant (z20p2: the seed
+#: selection at z < 20.2), counted in one read of the file.
+SEVERAL_SELECTIONS = "seed,desi-lrg-south,desi-lrg-north,z20p2"
+
+
+def count_selections(path: str, names: str = "seed", resolve: str = "off") -> dict:
+    """count_sweep_file of one selection or several in the same read (ARGS: names,
+    comma-separated, e.g. SEVERAL_SELECTIONS; then ``on`` to tally north/south resolution as
+    a run's tasks do by default): compare several selections' time with one's."""
+    import fitsio  # noqa: F401  (imported off the clock, as in _count)
+
+    from halo_lrg.config import load_config
+    from halo_lrg.count.local import count_sweep_file
+    from halo_lrg.science.cuts import get_selections
+
+    config = load_config().replace(
+        selections={"z20p2": {"base": "seed", "lrg_z_mag_max": 20.2}})
+    selections = get_selections(names, config.cuts, config.selections)
+    started = time.perf_counter()
+    result = count_sweep_file(path, selections, config.read.chunk_rows, True,
+                              resolve=resolve == "on")
+    return {"seconds": time.perf_counter() - started, "rows": result.rows,
+            "lrg": result.lrg, "selections": len(selections),
+            "lrg_by_selection": list(result.lrg_by_selection)}
+
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
-                                 count_fitsio, count_desi, checksum, remote_http, spark, pool,
-                                 spark_tasks, sequential)}
+                                 count_fitsio, count_desi, checksum, remote_http, http_ranges,
+                                 spark, pool, spark_tasks, sequential)}
+CASES[count_selections.__name__] = count_selections
 
 if __name__ == "__main__":
     case, path, *args = sys.argv[1:]

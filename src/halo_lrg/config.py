@@ -10,8 +10,10 @@ names it rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -33,9 +35,15 @@ class ConfigError(ValueError):
     """A configuration file, variable or value is wrong; the message says which."""
 
 
+class NameList(str):
+    """The type of a setting that names one thing or several, kept as one comma-separated
+    string (``"seed,desi-lrg"``): TOML may give a string or a list of strings, the
+    environment and flags a comma-separated string."""
+
+
 @dataclass(frozen=True)
 class CutsConfig:
-    selection: str
+    selection: NameList
     lrg_z_mag_max: float
     lrg_min_r_minus_z: float
     lrg_min_z_minus_w1: float
@@ -58,9 +66,11 @@ class RunConfig:
     progress_file_seconds: float
     driver_memory: str
     local_java_options: str
+    local_task_attempts: int
     tune_python_workers: bool
     resume: bool
     checksums: str
+    resolve: str
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,9 @@ class RemoteConfig:
     download_chunk_bytes: int
     s3_max_concurrency: int
     s3_part_bytes: int
+    http_parts: int
+    http_part_bytes: int
+    max_connections_per_host: int
     verify_etag: bool
     tmp_dir: str
     head_concurrency: int
@@ -157,6 +170,9 @@ class Config:
     remote: RemoteConfig
     index: IndexConfig
     emr: EmrConfig
+    #: Named selection variants, ``{name: {"base": <built-in>, <threshold>: value, ...}}``
+    #: (the ``[selections]`` tables; :mod:`halo_lrg.science.cuts` builds them).
+    selections: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
         """A copy with some keys changed: ``cfg.replace(run={"master": "local[2]"})``.
@@ -193,6 +209,14 @@ def _coerce(value: Any, target: Any, where: str) -> Any:
         if target is int and isinstance(value, float) and value != number:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return number
+    if target is NameList:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{where}: expected a name or a list of names, got {value!r}")
+        names = [name.strip() for item in items for name in item.split(",")]
+        if not names or not all(names):
+            raise ConfigError(f"{where}: expected a name or a list of names, got {value!r}")
+        return ",".join(names)
     if target is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -215,6 +239,9 @@ def _apply(cfg: T, updates: Mapping[str, Mapping[str, Any]], origin: str) -> T:
     section_types = get_type_hints(type(cfg))
     new_sections = {}
     for section, values in updates.items():
+        if section == "selections" and section in section_types:
+            new_sections[section] = _selection_variants(getattr(cfg, section), values, origin)
+            continue
         if section not in section_types:
             known = ", ".join(sorted(section_types))
             raise ConfigError(f"{origin}: unknown section [{section}] (known: {known})")
@@ -230,6 +257,48 @@ def _apply(cfg: T, updates: Mapping[str, Mapping[str, Any]], origin: str) -> T:
             changes[key] = _coerce(value, field_types[key], f"{origin}: {section}.{key}")
         new_sections[section] = dataclasses.replace(current, **changes)
     return dataclasses.replace(cfg, **new_sections)
+
+
+#: A variant's name: a CSV column and a manifest key (no comma, no TOML dot, no blank).
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+#: Names the wide counts table already uses for other columns.
+_RESERVED_NAMES = frozenset({"brickname", "n_objects", "lrg_count"})
+
+
+def _selection_variants(current: Mapping[str, Any], values: Any, origin: Any
+                        ) -> dict[str, dict[str, Any]]:
+    """``[selections]``: each ``<name> = {base = "<built-in>", <threshold> = value, ...}``.
+
+    Checked here: the shape (a table per name, a string ``base``, plain values) and the
+    name (it becomes a CSV column). Which bases and thresholds exist is the science layer's
+    to say (:func:`halo_lrg.science.cuts.selection_variant`), with a ConfigError as well.
+    An environment value is the table written inline: ``HALO_LRG_SELECTIONS__Z20P2='{base =
+    "seed", lrg_z_mag_max = 20.2}'``."""
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{origin}: [selections] must be a table of named selections")
+    variants = {name: dict(table) for name, table in current.items()}
+    for name, table in values.items():
+        where = f"{origin}: selections.{name}"
+        if isinstance(table, str):  # from the environment: an inline table
+            with contextlib.suppress(tomllib.TOMLDecodeError):
+                table = tomllib.loads(f"v = {table}")["v"]
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table such as "
+                              '{base = "seed", lrg_z_mag_max = 20.2}, got ' f"{table!r}")
+        if not _VARIANT_NAME.match(name) or name.lower() in _RESERVED_NAMES:
+            raise ConfigError(f"{where}: a selection name is letters, digits, '-' and '_' "
+                              "(it names a CSV column), and not brickname, n_objects or "
+                              "lrg_count")
+        base = table.get("base")
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"{where}: needs base = \"<a built-in selection>\"")
+        for key, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ConfigError(f"{where}.{key}: expected a number or a string, got "
+                                  f"{value!r}")
+        variants[name] = {key: (value.strip() if key == "base" else value)
+                          for key, value in table.items()}
+    return variants
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -256,8 +325,11 @@ def _packaged_defaults() -> dict[str, Any]:
 
 def _from_defaults(data: Mapping[str, Any]) -> Config:
     """Build the Config from the defaults file, which must set every key."""
-    sections = {}
+    sections: dict[str, Any] = {}
     for f in fields(Config):
+        if f.name == "selections":  # named variants: none need be defined
+            sections[f.name] = _selection_variants({}, data.get(f.name, {}), DEFAULTS_FILE)
+            continue
         section_cls = get_type_hints(Config)[f.name]
         raw = data.get(f.name, {})
         missing = [sf.name for sf in fields(section_cls) if sf.name not in raw]
@@ -330,4 +402,13 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # a JSON string is a valid TOML basic string
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table ([selections] entries)
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise ConfigError(f"cannot write {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    import json
+
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else json.dumps(key)

@@ -103,15 +103,16 @@ def science_options(function: Any) -> Any:
     --max-sweeps and the footprint flags. Shared by ``run`` and ``submit`` (so the cluster
     counts with exactly the flags given to either); :func:`apply_science_options` turns the
     values into configuration and a footprint."""
-    from halo_lrg.science.cuts import SELECTION_NAMES
-
     options = [
-        click.option("--selection", type=click.Choice(SELECTION_NAMES), default=None,
+        click.option("--selection", default=None, metavar="NAME[,NAME...]",
                      help="LRG selection [config cuts.selection: seed]. seed: an unmasked "
                           "colour cut on dereddened z, r-z, z-W1 (no quality mask); desi-lrg: "
                           "the DESI main-survey LRG selection (Zhou et al. 2023) with its "
                           "quality mask, applied to DR10 photometry: DESI-like, not the DESI "
-                          "target sample; -south/-north force one hemisphere's cuts."),
+                          "target sample; desi-lrg-south/-north force one hemisphere's cuts; "
+                          "or a name from the configuration's [selections] (a built-in one "
+                          "with other thresholds). Several, comma-separated (seed,desi-lrg), "
+                          "are counted in one read of each file: one CSV column each."),
         click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
                      help="fail: stop at the first unusable file (default); skip: record it "
                           "in the manifest and count the rest."),
@@ -145,6 +146,9 @@ def apply_science_options(config: Config, *, selection: Optional[str] = None,
                           dec_max: Optional[float] = None) -> tuple[Config, Any]:
     """The flags of :func:`science_options` over ``config`` (unset flags change nothing),
     and the footprint they name (None: the whole sky)."""
+    if selection is not None and not [n for n in selection.split(",") if n.strip()]:
+        raise click.BadParameter("expected one or more selection names",
+                                 param_hint="'--selection'")
     config = override(
         config,
         cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
@@ -152,4 +156,21 @@ def apply_science_options(config: Config, *, selection: Optional[str] = None,
         run={"on_error": on_error, "max_sweeps": max_sweeps},
         read={"chunk_rows": chunk_rows},
     )
+    check_selections(config, flagged=selection is not None)
     return config, make_footprint(ra_min, ra_max, dec_min, dec_max)
+
+
+def check_selections(config: Config, flagged: bool = False) -> None:
+    """The selections ``config`` names exist and its ``[selections]`` variants are sound,
+    before anything starts: a usage error for a bad ``--selection`` (``flagged``), else a
+    one-line error naming the setting."""
+    from halo_lrg.science.cuts import SelectionError, selections_of
+
+    try:
+        selections_of(config)
+    except SelectionError as exc:
+        if flagged:
+            raise click.BadParameter(str(exc), param_hint="'--selection'") from None
+        raise click.ClickException(f"cuts.selection: {exc}") from None
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -39,6 +39,13 @@ EXIT_PARTIAL = 3
               help="Reuse the stored partials of files already counted into DIR (same input, "
                    "selection, footprint and version): they are not read again [default: "
                    "config run.resume = true]. --no-resume counts every file.")
+@click.option("--resolve/--no-resolve", "resolve", default=None,
+              help="North/south resolution as DESI does it (desitarget's targets.resolve): "
+                   "where BASS/MzLS and DECam overlap keep each object only from the system "
+                   "DESI keeps there [default: config run.resolve = auto: when both systems "
+                   "appear among the inputs (PHOTSYS, else RELEASE)]. --resolve: always; "
+                   "--no-resolve: never (RA, DEC, PHOTSYS/RELEASE then not read). The "
+                   "manifest's north_south says which applied and why.")
 @click.option("--retry-failed", is_flag=True,
               help="Count only the files the previous run into DIR failed (or never reached), "
                    "reusing every other file's partial; refused if anything else would need "
@@ -54,20 +61,28 @@ EXIT_PARTIAL = 3
 @click.pass_context
 def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Optional[str],
                 region: Optional[str], with_density: bool, resume: Optional[bool],
-                retry_failed: bool, checksums: Optional[str], config_file: Optional[str],
-                **science: Any) -> None:
+                resolve: Optional[bool], retry_failed: bool, checksums: Optional[str],
+                config_file: Optional[str], **science: Any) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
     Example:
       halo-lrg run --index sweeps.txt --output out/ --selection desi-lrg --on-error skip
+      halo-lrg run --index sweeps.txt --output out/ --selection seed,desi-lrg,z20p2
 
     \b
     Output:
       DIR/lrg_counts_per_brick/part-00000.csv   brickname,lrg_count (sorted; every brick
                                                 with an object, zero counts included)
-      DIR/manifest.json                         state, version, configuration, selection,
-                                                one entry per input (status, rows, error)
+                                                several selections (--selection a,b,...):
+                                                brickname,n_objects,a,b,... (n_objects:
+                                                every object of the brick; then LRGs per
+                                                selection, in the order given)
+      DIR/manifest.json                         state, version, configuration, selection
+                                                (with several, each one's definition under
+                                                selections), north_south (resolved or not,
+                                                and why), one entry per input (status,
+                                                rows, error)
       DIR/_SUCCESS                              written last: the two above belong together
       DIR/_last_failure.json                    a failed run's manifest; the previous
                                                 result is left as it was
@@ -99,7 +114,10 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Opt
     config, footprint = apply_science_options(
         load_user_config(config_file) if config_file else get_config(ctx), **science)
     config = override(config, run={"resume": True if retry_failed else resume,
-                                   "checksums": checksums}, remote={"region": region})
+                                   "checksums": checksums,
+                                   "resolve": None if resolve is None
+                                   else ("on" if resolve else "off")},
+                      remote={"region": region})
     try:
         spec = JobSpec(index_uri, output_uri, config, footprint, with_density,
                        retry_failed=retry_failed)

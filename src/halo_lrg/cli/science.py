@@ -29,18 +29,33 @@ def _fail(exc: Exception, path: Optional[Path] = None) -> click.ClickException:
 @click.option("--area", "area_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="An effective-area CSV from `halo-lrg area`: adds "
               "area_eff_deg2 and lrg_density_eff (LRGs per unmasked deg²).")
+@click.option("--selection", default=None, metavar="NAME",
+              help="From a counts CSV of several selections, write this one's table in the "
+                   "one-selection layout (lrg_count = its column, n_objects last), as "
+                   "`regions` and `plot` read it.")
 def density_command(counts: Path, output: Path, qa_path: Optional[Path],
-                    area_path: Optional[Path]) -> None:
+                    area_path: Optional[Path], selection: Optional[str]) -> None:
     """Add brick centres, exact areas and LRG density (per deg²) to a counts CSV.
 
     \b
     Writes: brickname, ra, dec, area_deg2, lrg_count, lrg_density
             [, area_eff_deg2, lrg_density_eff] [, QA columns...]
+    From a run of several selections (brickname,n_objects,<selection>,...):
+            brickname, ra, dec, area_deg2 [, area_eff_deg2], n_objects, object_density,
+            then per selection <name>, <name>_density [, <name>_density_eff]
+            (n_objects: every object of the brick, a coverage signal)
     Example:
       halo-lrg density out/lrg_counts_per_brick/part-00000.csv --output density.csv
       halo-lrg density counts.csv --area area.csv --output density.csv
+      halo-lrg density wide.csv --selection desi-lrg --output desi-density.csv
     """
-    from halo_lrg.science.density import density_table, read_counts_csv, read_qa_table
+    from halo_lrg.science.density import (
+        density_table,
+        one_selection,
+        read_counts_csv,
+        read_qa_table,
+        selection_columns,
+    )
 
     try:
         qa = read_qa_table(qa_path) if qa_path else None
@@ -49,21 +64,28 @@ def density_command(counts: Path, output: Path, qa_path: Optional[Path],
             from halo_lrg.science.area import read_area_csv
 
             area = read_area_csv(area_path)
-        table = density_table(read_counts_csv(counts), qa, area)
+        frame = read_counts_csv(counts)
+        if selection is not None:
+            frame = one_selection(frame, selection)
+        table = density_table(frame, qa, area)
     except TableError as exc:
         raise _fail(exc) from None
     except UnknownBrickError as exc:
         raise _fail(exc, counts) from None
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False, float_format="%.10g")
-    click.echo(f"{len(table):,} bricks, {int(table['lrg_count'].sum()):,} LRGs over "
+    several = selection_columns(frame)
+    lrg = (", ".join(f"{name} {int(table[name].sum()):,}" for name in several) if several
+           else f"{int(table['lrg_count'].sum()):,}")
+    click.echo(f"{len(table):,} bricks, {lrg} LRGs over "
                f"{table['area_deg2'].sum():,.3f} deg² -> {output}")
     if area is not None:
         eff = table["area_eff_deg2"]
         unknown = int(eff.isna().sum())
         click.echo(f"effective area {eff.sum():,.3f} deg²"
-                   + (f"; {unknown:,} brick(s) absent from {area_path}: lrg_density_eff "
-                      "left empty" if unknown else ""))
+                   + (f"; {unknown:,} brick(s) absent from {area_path}: "
+                      f"{'effective densities' if several else 'lrg_density_eff'} left empty"
+                      if unknown else ""))
 
 
 @click.command("regions", context_settings=CONTEXT_SETTINGS)

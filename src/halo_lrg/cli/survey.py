@@ -18,14 +18,20 @@ from halo_lrg.cli.options import (
 @click.command("index", context_settings=CONTEXT_SETTINGS)
 @footprint_options
 @click.option("--release", type=click.Choice(["dr10", "dr9"]), default="dr10", show_default=True)
-@click.option("--region", "survey_region", type=click.Choice(["south", "north"]),
-              default="south", show_default=True, help="DR10 is south only.")
-@click.option("--base-url", default=None, metavar="URL",
+@click.option("--region", "survey_region", default="south", show_default=True,
+              metavar="south|north|north,south|both",
+              help="The photometric region(s): DR10 is south only; DR9 has north (BASS/MzLS) "
+                   "and south (DECam). Several (north,south or both) make one combined "
+                   "index of both folders' sweeps; `halo-lrg run` then resolves north/south "
+                   "as DESI does (run.resolve = auto).")
+@click.option("--base-url", "base_urls", multiple=True, metavar="[REGION=]URL",
               help="The sweep folder to list [default: the release's public folder, "
-                   "config index.*_url]. Listed files get URLs under it.")
-@click.option("--listing", default=None, metavar="FILE",
+                   "config index.*_url]. Listed files get URLs under it. With several "
+                   "regions, one per region: --base-url north=URL --base-url south=URL.")
+@click.option("--listing", "listings", multiple=True, metavar="[REGION=]FILE",
               help="A saved copy of the folder's HTML listing (path, s3:// or URL) instead "
-                   "of fetching it from --base-url.")
+                   "of fetching it from --base-url; with several regions one per region, "
+                   "as --base-url.")
 @click.option("--output", required=True, metavar="FILE|s3://...",
               help="Where to write the index (one URL a line).")
 @click.option("--checksums-out", default=None, metavar="FILE|s3://...",
@@ -37,7 +43,7 @@ from halo_lrg.cli.options import (
 @click.pass_context
 def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[float],
                   dec_min: Optional[float], dec_max: Optional[float], release: str,
-                  survey_region: str, base_url: Optional[str], listing: Optional[str],
+                  survey_region: str, base_urls: tuple[str, ...], listings: tuple[str, ...],
                   output: str, checksums_out: Optional[str], no_checksums: bool,
                   aws_region: Optional[str]) -> None:
     """Write the URLs of the sweeps whose box meets a footprint.
@@ -52,11 +58,15 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
       halo-lrg index --ra-min 150 --ra-max 160 --dec-min 0 --dec-max 5 --output sweeps.txt
       halo-lrg run --index sweeps.txt --output out/ --ra-min 150 --ra-max 160 \\
                    --dec-min 0 --dec-max 5
+      halo-lrg index --release dr9 --region both --ra-min 150 --ra-max 160 \\
+                     --dec-min 30 --dec-max 35 --output dr9.txt    # north + south
     """
     from halo_lrg.io.fetch import SourceError, read_text, write_bytes
     from halo_lrg.survey.listing import (
         checksum_list_names,
         index_lines,
+        parse_regions,
+        per_region,
         release_url,
         sweep_names_in_listing,
     )
@@ -64,23 +74,56 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
     config = override(get_config(ctx), remote={"region": aws_region})
     footprint = make_footprint(ra_min, ra_max, dec_min, dec_max)
     try:
-        base = base_url or release_url(config.index, release, survey_region)
+        regions = parse_regions(survey_region)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--release/--region") from None
+        raise click.BadParameter(str(exc), param_hint="'--region'") from None
     try:
-        html = read_text(listing or base, config)
-        names = sweep_names_in_listing(html)
-        if not names:
-            raise click.ClickException(f"{listing or base}: no sweep files in this listing")
-        lines = index_lines(names, base, footprint)
+        given_bases = per_region(base_urls, regions, "--base-url")
+        given_listings = per_region(listings, regions, "--listing")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if checksums_out and len(regions) > 1 and not no_checksums:
+        raise click.UsageError("--checksums-out names one file: with several regions each "
+                               "folder's list is saved beside the index under its own name")
+    bases = {}
+    for region in regions:
+        try:
+            bases[region] = given_bases.get(region) or release_url(config.index, release,
+                                                                   region)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--release/--region") from None
+    found = {}  # region -> (listing html, names, index lines)
+    try:
+        for region in regions:
+            source = given_listings.get(region) or bases[region]
+            html = read_text(source, config)
+            names = sweep_names_in_listing(html)
+            if not names:
+                raise click.ClickException(f"{source}: no sweep files in this listing")
+            found[region] = (html, names, index_lines(names, bases[region], footprint))
+        lines = [line for _html, _names, region_lines in found.values()
+                 for line in region_lines]
         write_bytes(output, "".join(f"{line}\n" for line in lines).encode(), config)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"{len(lines)} of {len(names)} sweep(s) meet the footprint -> {output}")
+    listed = sum(len(names) for _html, names, _lines in found.values())
+    per = "" if len(regions) == 1 else " (" + ", ".join(
+        f"{region} {len(found[region][2])}" for region in regions) + ")"
+    click.echo(f"{len(lines)} of {listed} sweep(s) meet the footprint{per} -> {output}")
+    if len(regions) > 1:
+        click.echo("both photometric systems: `halo-lrg run` keeps each object from the one "
+                   "DESI keeps where it lies (north/south resolution, run.resolve = auto)")
     if not no_checksums:
-        where = listing or (base if base.endswith("/") else base + "/")
-        _save_checksums(where, checksum_list_names(html, release, survey_region, base),
-                        lines, output, checksums_out, config)
+        for region in regions:
+            html, _names, region_lines = found[region]
+            base = bases[region]
+            where = given_listings.get(region) or (base if base.endswith("/") else base + "/")
+            _save_checksums(where, checksum_list_names(html, release, region, base),
+                            region_lines, output, checksums_out, config)
+        if len(regions) > 1:
+            click.echo("note: `halo-lrg run --checksums` matches files by name, and the "
+                       "regions' folders share sweep names: check each region's index "
+                       "against its own list")
 
 
 def _beside(location: str, name: str) -> str:

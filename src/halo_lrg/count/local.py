@@ -10,23 +10,41 @@ number, MASKBITS and RELEASE integers, PHOTSYS a string); while counting, every 
 that will be written (printable ASCII without commas or quotes, not blank: it becomes a CSV
 field) and the span of RELEASE values. A refusal is a :class:`SweepError` naming the file,
 the column and, for a value, its row.
+
+Several selections are counted in one read of the file: the columns read are the union of
+theirs, and the tally keeps, per brick, the objects and one LRG count per selection.
+
+North/south (``resolve=True``): the count also notes which photometric systems the file's
+objects come from (PHOTSYS, else RELEASE) and tallies, per brick, the objects (and LRGs of
+each selection) that desitarget's resolution would drop (:func:`halo_lrg.science.resolve.
+resolve_mask`: N kept only in the northern area, S only outside it). Whether to drop them is
+decided for the whole run, once every file has said which systems it holds.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from halo_lrg.config import Config, load_config
 from halo_lrg.fits.layout import TableLayout
 from halo_lrg.fits.reader import LayoutCheck, SweepError, iter_column_chunks
-from halo_lrg.science.cuts import Selection, UnknownReleaseError, get_selection
+from halo_lrg.science.cuts import (
+    NORTH_RELEASES,
+    SOUTH_RELEASES,
+    Selection,
+    SharedColumns,
+    UnknownReleaseError,
+    get_selections,
+    photsys_from_release,
+)
 from halo_lrg.science.footprint import Footprint
+from halo_lrg.science.resolve import RESOLVE_DEC, in_north_galactic_cap, is_north_photsys
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +56,10 @@ BRICKNAME_WIDTH = 8
 #: Columns the cuts use as integers (a bit mask, release numbers), and as strings.
 INTEGER_COLUMNS = frozenset({"MASKBITS", "RELEASE"})
 STRING_COLUMNS = frozenset({"PHOTSYS"})
+#: What north/south resolution reads: positions, and PHOTSYS when the file has it, else
+#: RELEASE (a file with neither holds objects of unknown system, marked "?").
+RESOLVE_COLUMNS = ("RA", "DEC")
+RESOLVE_OPTIONAL = ("PHOTSYS", "RELEASE")
 #: Release numbers are 16-bit (DR10: RELEASE I); the RELEASE -> PHOTSYS map tabulates the
 #: values' span, so a wider one is refused rather than tabulated.
 RELEASE_SPAN = 1 << 16
@@ -59,21 +81,51 @@ class SweepCount:
     path: str
     brickname: np.ndarray  # str
     n_objects: np.ndarray  # int64
+    #: LRGs per brick of the (first) selection.
     lrg_count: np.ndarray  # int64
     rows: int
     #: Objects that passed the footprint (== rows without one).
     objects: int
+    #: LRGs of the (first) selection.
     lrg: int
     seconds: float
+    #: The selections counted, in order (empty: one, unnamed).
+    selections: tuple[str, ...] = ()
+    #: LRGs per brick of each selection, shape (selections, bricks); row 0 is ``lrg_count``.
+    #: None: ``lrg_count`` alone.
+    lrg_counts: Optional[np.ndarray] = None
+    #: North/south, when looked at (None: not): the photometric systems of the counted
+    #: objects, sorted ("", "N", "S", "NS"; "?" for objects with neither PHOTSYS nor RELEASE),
+    #: and per brick the objects and LRGs of each selection that resolution would drop.
+    photsys: Optional[str] = None
+    dropped_objects: Optional[np.ndarray] = None  # int64 (bricks,)
+    dropped_counts: Optional[np.ndarray] = None  # int64 (selections, bricks)
+
+    @property
+    def counts_by_selection(self) -> np.ndarray:
+        """LRGs per brick, shape (selections, bricks)."""
+        return self.lrg_counts if self.lrg_counts is not None else self.lrg_count[None, :]
+
+    @property
+    def lrg_by_selection(self) -> tuple[int, ...]:
+        """The file's LRGs under each selection, in order."""
+        return tuple(int(n) for n in self.counts_by_selection.sum(axis=1))
 
     @property
     def bricks(self) -> pd.DataFrame:
-        """brickname (str), n_objects (int64), lrg_count (int64); sorted by brickname."""
+        """brickname (str), n_objects (int64), lrg_count (int64); sorted by brickname. With
+        several selections, one column of LRGs per selection (by name) instead of
+        ``lrg_count``."""
         import pandas as pd
 
-        return pd.DataFrame({"brickname": pd.Series(self.brickname, dtype=str),
-                             "n_objects": pd.Series(self.n_objects, dtype="int64"),
-                             "lrg_count": pd.Series(self.lrg_count, dtype="int64")})
+        frame = {"brickname": pd.Series(self.brickname, dtype=str),
+                 "n_objects": pd.Series(self.n_objects, dtype="int64")}
+        if len(self.selections) > 1:
+            for name, counts in zip(self.selections, self.counts_by_selection):
+                frame[name] = pd.Series(counts, dtype="int64")
+        else:
+            frame["lrg_count"] = pd.Series(self.lrg_count, dtype="int64")
+        return pd.DataFrame(frame)
 
 
 _TOP = np.uint64(63)  # ASCII bytes leave the top bit of an 8-byte name as uint64 clear
@@ -83,6 +135,9 @@ class _BrickTally:
     """Objects and LRGs per brick, accumulated chunk by chunk, in memory that grows with the
     number of bricks, not rows, and in time independent of row order.
 
+    ``width`` counted columns besides the objects (one per selection); without it, one, given
+    and returned flat (``add(names, selected)`` with a 1-D mask).
+
     BRICKNAME is 8 bytes, so each name is read as one uint64: grouping integers is far
     cheaper than grouping strings. The bricks seen so far are kept sorted (``known``, a few
     hundred for a sweep); each chunk's keys find their slot by binary search and are summed
@@ -90,44 +145,53 @@ class _BrickTally:
     Real sweeps are grouped by brick, so a chunk first collapses into a few runs.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: Optional[int] = None) -> None:
+        self.flat = width is None
+        self.width = 1 if width is None else int(width)
         self.known: Optional[np.ndarray] = None
         self.objects = np.zeros(0, np.int64)
-        self.lrgs = np.zeros(0, np.int64)
+        self.counts = np.zeros((self.width, 0), np.int64)
+
+    @property
+    def lrgs(self) -> np.ndarray:
+        return self.counts[0]
 
     def add(self, names: np.ndarray, selected: np.ndarray) -> None:
+        """Count ``names`` (one per row) with ``selected``: a bool mask of the rows (a flat
+        tally), or a (width, rows) array of them, one per counted column."""
         if names.size == 0:
             return
         if names.dtype.itemsize == 8 and names.dtype.kind == "S":
             keys = np.ascontiguousarray(names).view(np.uint64)
         else:  # not the standard 8A column: group on the strings themselves
             keys = names
-        selected = selected.astype(np.int64)
+        rows = selected[None, :] if selected.ndim == 1 else selected
         change = keys[1:] != keys[:-1]
         if 4 * (1 + int(np.count_nonzero(change))) <= keys.size:  # grouped rows: few runs
             starts = np.flatnonzero(np.r_[True, change])
             self._merge(keys[starts], np.diff(np.r_[starts, keys.size]),
-                        np.add.reduceat(selected, starts))
-        elif keys.dtype == np.uint64 and not (keys >> _TOP).any():
+                        np.add.reduceat(rows, starts, axis=1, dtype=np.int64))
+        elif rows.shape[0] == 1 and keys.dtype == np.uint64 and not (keys >> _TOP).any():
             # Rows in no particular order: sort the chunk (numpy's SIMD sort, ~4x cheaper than
             # a binary search per row) with the selection packed into the key's top bit,
             # which ASCII names leave clear, so one sort groups by (brick, selected).
-            packed = np.sort(keys | (selected.astype(np.uint64) << _TOP))
+            packed = np.sort(keys | (rows[0].astype(np.uint64) << _TOP))
             starts = np.flatnonzero(np.r_[True, packed[1:] != packed[:-1]])
             runs = packed[starts]
             lengths = np.diff(np.r_[starts, packed.size])
             self._merge(runs & ~(np.uint64(1) << _TOP), lengths,
-                        np.where(runs >> _TOP, lengths, 0))
-        else:  # names that are not 8 ASCII bytes: one slot lookup per row
-            self._merge(keys, None, selected)
+                        np.where(runs >> _TOP, lengths, 0)[None, :])
+        else:  # names that are not 8 ASCII bytes, or several columns: a slot lookup per row
+            self._merge(keys, None, rows.astype(np.int64))
 
     def _merge(self, keys: np.ndarray, objects: Optional[np.ndarray],
-               lrgs: np.ndarray) -> None:
+               counts: np.ndarray) -> None:
         slots = self._slots(keys)
         size = self.known.size  # type: ignore[union-attr]
         self.objects += (np.bincount(slots, minlength=size) if objects is None
                          else np.bincount(slots, objects, size).astype(np.int64))
-        self.lrgs += np.bincount(slots, lrgs, size).astype(np.int64)
+        for j in range(self.width):
+            self.counts[j] += np.bincount(slots, counts[j], size).astype(np.int64)
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         """Each key's position in ``known``, adding the keys not seen before (each checked
@@ -137,36 +201,38 @@ class _BrickTally:
             _check_names(known)
             self.known = known
             self.objects = np.zeros(self.known.size, np.int64)
-            self.lrgs = np.zeros(self.known.size, np.int64)
+            self.counts = np.zeros((self.width, self.known.size), np.int64)
         slots = np.searchsorted(self.known, keys)
         found = self.known[np.minimum(slots, self.known.size - 1)] == keys
         if not found.all():
             _check_names(keys[~found])
             grown = np.union1d(self.known, keys[~found])
             moved = np.searchsorted(grown, self.known)
-            for name in ("objects", "lrgs"):
-                counts = np.zeros(grown.size, np.int64)
-                counts[moved] = getattr(self, name)
-                setattr(self, name, counts)
-            self.known = grown
+            objects = np.zeros(grown.size, np.int64)
+            objects[moved] = self.objects
+            counts = np.zeros((self.width, grown.size), np.int64)
+            counts[:, moved] = self.counts
+            self.known, self.objects, self.counts = grown, objects, counts
             slots = np.searchsorted(self.known, keys)
         return slots
 
     def totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Names (str, padding stripped), objects and LRGs per brick, sorted by name; only
-        bricks with an object."""
+        """Names (str, padding stripped), objects and LRGs per brick (flat, or one row per
+        counted column), sorted by name; only bricks with an object."""
         if self.known is None:
-            return np.array([], dtype=str), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        keys, objects, lrgs = self.known, self.objects, self.lrgs
+            empty = np.zeros(0, np.int64) if self.flat else np.zeros((self.width, 0), np.int64)
+            return np.array([], dtype=str), np.zeros(0, np.int64), empty
+        keys, objects, counts = self.known, self.objects, self.counts
         # Checked names: printable ASCII then padding (trailing blanks or NULs), stripped.
         names = np.char.decode(_stripped(keys), "ascii")
         # Stripping can merge names that differ only in padding: merge again by the text.
         unique, inverse = np.unique(names, return_inverse=True)
         objects = np.bincount(inverse, objects, unique.size)
-        lrgs = np.bincount(inverse, lrgs, unique.size)
+        counts = np.stack([np.bincount(inverse, row, unique.size) for row in counts])
         keep = objects > 0
+        counts = counts[:, keep].astype(np.int64)
         return (unique[keep].astype(str), objects[keep].astype(np.int64),
-                lrgs[keep].astype(np.int64))
+                counts[0] if self.flat else counts)
 
 
 _NAME_RULE = ("a brick name must be printable ASCII without commas or quotes (it becomes a "
@@ -239,12 +305,29 @@ def _name_cause(names: np.ndarray, first_row: int) -> str:
     return f"BRICKNAME at row {first_row + row:,} ({stored!r}) {why}: {_NAME_RULE}"
 
 
-def count_check(selection: Selection, footprint: Optional[Footprint]) -> LayoutCheck:
+SelectionArg = Union[Selection, Sequence[Selection]]
+
+
+def _selections(selection: SelectionArg) -> tuple[Selection, ...]:
+    """One selection or several, as a tuple (at least one, names distinct)."""
+    selections = (selection,) if isinstance(selection, Selection) else tuple(selection)
+    if not selections:
+        raise ValueError("no selection to count")
+    names = [s.name for s in selections]
+    if len(set(names)) != len(names):
+        raise ValueError(f"selections named twice: {', '.join(names)}")
+    return selections
+
+
+def count_check(selection: SelectionArg, footprint: Optional[Footprint],
+                resolve: bool = False) -> LayoutCheck:
     """The column types a count needs, checked once per file from its layout, before any row
     is read: every reader refuses the same file with the same words (``FLUX_R is 3E (a
     vector), expected a scalar number``), and no string, complex, logical or vector column is
     ever converted to a number and counted."""
-    numbers = [c.upper() for c in (*selection.columns, *(COORDINATES if footprint else ()))]
+    selections = _selections(selection)
+    numbers = [c.upper() for c in count_columns(selections, footprint, resolve)[1:]]
+    optional = [c.upper() for c in count_optional(selections, resolve)]
 
     def check(layout: TableLayout) -> Optional[str]:
         problems = []
@@ -264,10 +347,14 @@ def count_check(selection: Selection, footprint: Optional[Footprint]) -> LayoutC
                     problems.append(f"{column.describe()}, expected a scalar integer")
             elif not column.real_scalar:
                 problems.append(f"{column.describe()}, expected a scalar number")
-        for name in selection.optional_columns:
-            column = layout.columns.get(name.upper())
-            if column is not None and name.upper() in STRING_COLUMNS and not column.string:
+        for name in dict.fromkeys(optional):
+            column = layout.columns.get(name)
+            if column is None or name in numbers:
+                continue
+            if name in STRING_COLUMNS and not column.string:
                 problems.append(f"{column.describe()}, expected a string")
+            elif name in INTEGER_COLUMNS and not column.integer:
+                problems.append(f"{column.describe()}, expected a scalar integer")
         return "; ".join(problems) or None
 
     return check
@@ -275,34 +362,122 @@ def count_check(selection: Selection, footprint: Optional[Footprint]) -> LayoutC
 
 def count_sweep_file(
     path: Union[str, Path],
-    selection: Selection,
+    selection: SelectionArg,
     chunk_rows: int,
     fast_path: bool = True,
     footprint: Optional[Footprint] = None,
+    *,
+    resolve: bool = False,
+    unknown_release_photsys: str = "",
 ) -> SweepCount:
     """Objects and LRGs per brick of one local sweep file, read in chunks of ``chunk_rows``.
+
+    ``selection``: one, or several counted in the same read (one column of LRGs each).
+    ``resolve``: also note the file's photometric systems and what north/south resolution
+    would drop (see the module's doc; ``unknown_release_photsys`` as ``cuts.``'s).
 
     Raises :class:`~halo_lrg.fits.reader.SweepError` (naming the file) when the file cannot be
     used; nothing partial is ever returned.
     """
     path = str(path)
     started = time.perf_counter()
-    chunks = iter_column_chunks(path, count_columns(selection, footprint), chunk_rows,
-                                selection.optional_columns, fast_path,
+    chunks = iter_column_chunks(path, count_columns(selection, footprint, resolve), chunk_rows,
+                                count_optional(selection, resolve), fast_path,
                                 raw_strings=(BRICKNAME,),
-                                check=count_check(selection, footprint))
-    return tally_chunks(path, chunks, selection, footprint, started)
+                                check=count_check(selection, footprint, resolve))
+    return tally_chunks(path, chunks, selection, footprint, started, resolve=resolve,
+                        unknown_release_photsys=unknown_release_photsys)
 
 
-def count_columns(selection: Selection, footprint: Optional[Footprint]) -> tuple[str, ...]:
-    """The columns a count reads: names, the selection's, coordinates for a footprint."""
-    return (BRICKNAME, *selection.columns, *(COORDINATES if footprint else ()))
+def count_columns(selection: SelectionArg, footprint: Optional[Footprint],
+                  resolve: bool = False) -> tuple[str, ...]:
+    """The columns a count reads: names, the selections' (their union, once each),
+    coordinates for a footprint or for north/south resolution."""
+    selections = _selections(selection)
+    return tuple(dict.fromkeys(
+        (BRICKNAME, *(c for s in selections for c in s.columns),
+         *(COORDINATES if footprint is not None or resolve else ()))))
 
 
-def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: Selection,
-                 footprint: Optional[Footprint], started: float) -> SweepCount:
-    """Count a file's chunks (from any reader) into per-brick objects and LRGs."""
-    tally = _BrickTally()
+def count_optional(selection: SelectionArg, resolve: bool = False) -> tuple[str, ...]:
+    """The columns a count reads when the file has them (PHOTSYS, RELEASE for resolution)."""
+    selections = _selections(selection)
+    return tuple(dict.fromkeys((*(c for s in selections for c in s.optional_columns),
+                                *(RESOLVE_OPTIONAL if resolve else ()))))
+
+
+def _north_flags(chunk: dict[str, np.ndarray], unknown_release_photsys: str,
+                 known: dict[int, bool]) -> Union[bool, np.ndarray, None]:
+    """Per object: north (BASS/MzLS)? From PHOTSYS, else RELEASE; a bool when every object
+    of the chunk has the same system (the usual case), None when the chunk has neither.
+    ``known``: release -> north, filled as releases are met (a file holds a handful)."""
+    if "PHOTSYS" in chunk:
+        north = is_north_photsys(chunk["PHOTSYS"])
+    elif "RELEASE" in chunk:
+        release = np.asarray(chunk["RELEASE"])
+        if release.size == 0:
+            return False
+        low, high = int(release.min()), int(release.max())
+        if low == high:  # one release in the chunk: no per-row look-up at all
+            if low not in known:
+                known[low] = _release_is_north(low, unknown_release_photsys)
+            return known[low]
+        offsets = release.astype(np.int64) - low
+        # A chunk holds a few release values: classify those (once a file), then look each
+        # row up only when they are of both systems.
+        values = np.flatnonzero(np.bincount(offsets)).tolist()
+        for value in values:
+            if value + low not in known:
+                known[value + low] = _release_is_north(value + low, unknown_release_photsys)
+        value_north = [known[value + low] for value in values]
+        if all(value_north) or not any(value_north):
+            return value_north[0]
+        table = np.zeros(values[-1] + 1, bool)
+        table[[v for v, n in zip(values, value_north) if n]] = True
+        return table[offsets]
+    else:
+        return None
+    if north.all() or not north.any():
+        return bool(north[0]) if north.size else False
+    return north
+
+
+def _release_is_north(release: int, unknown_release_photsys: str) -> bool:
+    if release in SOUTH_RELEASES:
+        return False
+    if release in NORTH_RELEASES:
+        return True
+    # Not a known release: the map's own rule (an error naming it, or the configured default).
+    return bool(photsys_from_release(np.array([release]), unknown_release_photsys)[0] == "N")
+
+
+def _dropped_by_resolution(ra: np.ndarray, dec: np.ndarray, north: Union[bool, np.ndarray]
+                           ) -> Optional[np.ndarray]:
+    """Which objects desitarget's resolution drops (N outside the northern area, S inside
+    it: the complement of :func:`~halo_lrg.science.resolve.resolve_mask`); None when none.
+    The northern area's Galactic test runs only on objects at Dec ≥ 32.375."""
+    dec = np.asarray(dec, dtype=np.float64)
+    high = dec >= RESOLVE_DEC
+    if not high.any():  # no northern area here: every N object goes, every S one stays
+        if isinstance(north, bool):
+            return np.ones(dec.size, bool) if north and dec.size else None
+        return north.copy() if north.any() else None
+    area = np.zeros(dec.size, bool)
+    area[high] = in_north_galactic_cap(np.asarray(ra, dtype=np.float64)[high], dec[high])
+    dropped = area != north
+    return dropped if dropped.any() else None
+
+
+def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: SelectionArg,
+                 footprint: Optional[Footprint], started: float, *, resolve: bool = False,
+                 unknown_release_photsys: str = "") -> SweepCount:
+    """Count a file's chunks (from any reader) into per-brick objects and LRGs of each
+    selection, and with ``resolve`` what north/south resolution would drop."""
+    selections = _selections(selection)
+    tally = _BrickTally(len(selections))
+    dropped_tally = _BrickTally(len(selections)) if resolve else None
+    systems: set[str] = set()
+    releases: dict[int, bool] = {}
     rows = 0
     for chunk in chunks:
         names = chunk[BRICKNAME]
@@ -313,13 +488,25 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
             raise SweepError(path, f"RELEASE holds values from {int(release.min())} to "
                                    f"{int(release.max())}: not survey release numbers")
         try:
-            selected = selection(chunk)
+            if len(selections) > 1:  # what they compute alike, computed once
+                shared = SharedColumns(chunk)
+                selected = np.stack([s(shared) for s in selections])
+            else:
+                selected = selections[0](chunk)[None, :]
+            north = _north_flags(chunk, unknown_release_photsys, releases) if resolve else None
         except UnknownReleaseError as exc:
+            raise SweepError(path, str(exc) + (" (or count without north/south resolution)"
+                                               if resolve else "")) from None
+        except ValueError as exc:  # a PHOTSYS that is neither N nor S
             raise SweepError(path, str(exc)) from None
         kept = None
+        ra, dec = chunk.get("RA"), chunk.get("DEC")
         if footprint is not None:
-            kept = footprint.contains(chunk["RA"], chunk["DEC"])
-            names, selected = names[kept], selected[kept]
+            kept = footprint.contains(ra, dec)
+            names, selected = names[kept], selected[:, kept]
+            if resolve:
+                ra, dec = ra[kept], dec[kept]
+                north = north[kept] if isinstance(north, np.ndarray) else north
         try:
             tally.add(names, selected)
         except BadBrickName:
@@ -328,14 +515,53 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
             bad = int(np.flatnonzero(_bad_names(names))[0])
             raise SweepError(path, _name_cause(names[bad:bad + 1],
                                                first_row + int(rows_of[bad]))) from None
-    names, objects, lrgs = tally.totals()
-    return SweepCount(path, names, objects, lrgs, rows, int(objects.sum()), int(lrgs.sum()),
-                      time.perf_counter() - started)
+        if dropped_tally is not None and names.size:
+            _note_systems(systems, north)
+            if north is None:
+                continue  # objects of unknown system: never resolved
+            try:
+                dropped = _dropped_by_resolution(ra, dec, north)
+            except ValueError as exc:  # RA or Dec that is no position (NaN, |Dec| > 90)
+                raise SweepError(path, f"cannot resolve north/south: {exc}") from None
+            if dropped is not None:
+                dropped_tally.add(names[dropped], selected[:, dropped])
+    names, objects, counts = tally.totals()
+    extra: dict[str, Any] = {}
+    if dropped_tally is not None:
+        extra = {"photsys": "".join(sorted(systems)),
+                 **_aligned(names, dropped_tally, len(selections))}
+    return SweepCount(path, names, objects, counts[0], rows, int(objects.sum()),
+                      int(counts[0].sum()), time.perf_counter() - started,
+                      selections=tuple(s.name for s in selections), lrg_counts=counts, **extra)
+
+
+def _note_systems(systems: set[str], north: Union[bool, np.ndarray, None]) -> None:
+    if north is None:
+        systems.add("?")
+    elif isinstance(north, bool):
+        systems.add("N" if north else "S")
+    else:
+        if north.any():
+            systems.add("N")
+        if not north.all():
+            systems.add("S")
+
+
+def _aligned(names: np.ndarray, dropped: _BrickTally, width: int) -> dict[str, np.ndarray]:
+    """What resolution drops, per brick of ``names`` (its bricks are among them)."""
+    objects = np.zeros(names.size, np.int64)
+    counts = np.zeros((width, names.size), np.int64)
+    some, some_objects, some_counts = dropped.totals()
+    if some.size:
+        at = np.searchsorted(names, some)
+        objects[at] = some_objects
+        counts[:, at] = some_counts
+    return {"dropped_objects": objects, "dropped_counts": counts}
 
 
 def count_sweep(
     path: Union[str, Path],
-    selection: str = "seed",
+    selection: Union[str, Sequence[str]] = "seed",
     *,
     config: Optional[Config] = None,
     footprint: Optional[Footprint] = None,
@@ -343,12 +569,17 @@ def count_sweep(
     """LRGs per brick in one sweep file: a DataFrame ``brickname, lrg_count`` sorted by name.
 
     Every brick with at least one object in the file is present (a count of 0 is a count).
-    Only the needed columns are read, in row chunks, so memory does not grow with the file::
+    Only the needed columns are read, in row chunks, so memory does not grow with the file.
+    Several selections (``"seed,desi-lrg"`` or a list; names from the configuration's
+    ``[selections]`` too) are counted in one read: ``brickname, n_objects, <selection>...``::
 
         >>> import halo_lrg
         >>> halo_lrg.count_sweep("sweep-150p000-155p005.fits", "desi-lrg")  # doctest: +SKIP
     """
     config = config or load_config()
-    result = count_sweep_file(path, get_selection(selection, config.cuts),
-                              config.read.chunk_rows, config.read.fast_path, footprint)
+    selections = get_selections(selection, config.cuts, config.selections)
+    result = count_sweep_file(path, selections, config.read.chunk_rows,
+                              config.read.fast_path, footprint)
+    if len(selections) > 1:
+        return result.bricks
     return result.bricks[["brickname", "lrg_count"]]

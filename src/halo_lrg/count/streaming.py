@@ -1,7 +1,7 @@
 """Count a remote sweep while it downloads: the download runs in a thread into the task's
-temp file and the reader follows it, one row chunk behind, so network and CPU overlap. Over
-HTTP(S) it is one stream; on S3, concurrent ranged GETs written at their offsets, the reader
-following the contiguous prefix.
+temp file and the reader follows it, one row chunk behind, so network and CPU overlap. S3
+objects, and HTTP(S) files from servers that offer byte ranges, arrive as concurrent ranged
+GETs written at their offsets (halo_lrg.io.ranged); the reader follows the contiguous prefix.
 
 The FITS headers are parsed from the first bytes by the layout model every reader uses
 (halo_lrg.fits.layout), so no complete file is needed to start. Nothing is returned until the
@@ -28,9 +28,11 @@ import numpy as np
 from halo_lrg.config import Config
 from halo_lrg.count.local import (
     BRICKNAME,
+    SelectionArg,
     SweepCount,
     count_check,
     count_columns,
+    count_optional,
     count_sweep_file,
     tally_chunks,
 )
@@ -45,7 +47,6 @@ from halo_lrg.fits.reader import (
 )
 from halo_lrg.io.fetch import _translated, download_name
 from halo_lrg.io.workdir import task_workdir
-from halo_lrg.science.cuts import Selection
 from halo_lrg.science.footprint import Footprint
 
 
@@ -171,11 +172,14 @@ def _stream_chunks(uri: str, fd: int, download: GrowingDownload, columns: tuple[
                          check)
 
 
-def stream_count(uri: str, config: Config, selection: Selection,
-                 footprint: Optional[Footprint], hasher: Any = None) -> SweepCount:
+def stream_count(uri: str, config: Config, selection: SelectionArg,
+                 footprint: Optional[Footprint], hasher: Any = None, *,
+                 resolve: bool = False) -> SweepCount:
     """Count an http(s) or s3 sweep while downloading it; the temp file goes, whatever
     happens. ``hasher`` (``reset()``, ``update(bytes)``) hears every byte of the download in
-    file order: the caller checks the digest once this returns."""
+    file order: the caller checks the digest once this returns. ``selection``: one or
+    several; ``resolve`` as :func:`~halo_lrg.count.local.count_sweep_file`'s (with
+    ``config.cuts.unknown_release_photsys``)."""
     started = time.perf_counter()
     with task_workdir(config.remote.tmp_dir) as workdir:
         dest = os.path.join(workdir, download_name(uri))
@@ -186,28 +190,33 @@ def stream_count(uri: str, config: Config, selection: Selection,
             fd = os.open(dest, os.O_RDONLY | os.O_CREAT, 0o600)
         try:
             result = _count_while_downloading(uri, dest, fd, config, selection, footprint,
-                                              started, hasher)
+                                              started, hasher, resolve)
         finally:
             os.close(fd)
         return dataclasses.replace(result, path=uri, seconds=time.perf_counter() - started)
 
 
 def _count_while_downloading(uri: str, dest: str, fd: int, config: Config,
-                             selection: Selection, footprint: Optional[Footprint],
-                             started: float, hasher: Any = None) -> SweepCount:
+                             selection: SelectionArg, footprint: Optional[Footprint],
+                             started: float, hasher: Any = None, resolve: bool = False
+                             ) -> SweepCount:
     download = GrowingDownload(uri, dest, config, hasher)
     download.start()
+    unknown = config.cuts.unknown_release_photsys
     try:
         with _translated(uri):
-            chunks = _stream_chunks(uri, fd, download, count_columns(selection, footprint),
-                                    tuple(selection.optional_columns), config.read.chunk_rows,
-                                    check=count_check(selection, footprint))
+            chunks = _stream_chunks(uri, fd, download,
+                                    count_columns(selection, footprint, resolve),
+                                    count_optional(selection, resolve), config.read.chunk_rows,
+                                    check=count_check(selection, footprint, resolve))
             if chunks is None:  # not streamable: the whole file, then the usual reader
                 download.join()
                 download.wait_for(0)
                 return count_sweep_file(dest, selection, config.read.chunk_rows,
-                                        config.read.fast_path, footprint)
-            result = tally_chunks(uri, chunks, selection, footprint, started)
+                                        config.read.fast_path, footprint, resolve=resolve,
+                                        unknown_release_photsys=unknown)
+            result = tally_chunks(uri, chunks, selection, footprint, started,
+                                  resolve=resolve, unknown_release_photsys=unknown)
             download.join()  # complete and verified before the counts count
             download.wait_for(0)
             return result

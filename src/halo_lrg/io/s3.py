@@ -3,14 +3,18 @@ endpoint from config or the AWS environment, concurrent ranged GETs for download
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
-import threading
 from typing import Any, Callable, Optional
 
 from halo_lrg.config import RemoteConfig
+from halo_lrg.io.ranged import (
+    Writer,
+    fetch_ranges,
+    pwrite_all,  # noqa: F401 - still importable from here, where it was first defined
+    split_parts,
+)
 from halo_lrg.io.retry import TransientError, with_retries
 from halo_lrg.io.uri import S3URIError, split_s3_uri
 
@@ -197,27 +201,6 @@ def delete(uri: str, remote: RemoteConfig) -> None:
 
 # --- ranged, concurrent, ETag-pinned downloads --------------------------------------------------
 
-Writer = Callable[[int, Any, int], int]  # os.pwrite's shape: (fd, data, offset) -> bytes written
-
-
-def pwrite_all(fd: int, data: Any, offset: int, write: Writer = os.pwrite) -> int:
-    """Write all of ``data`` at ``offset``: ``pwrite`` may write fewer bytes than given, so
-    write the rest until done. Returns ``len(data)``; OSError if a write makes no progress."""
-    view = memoryview(data).cast("B")
-    done = 0
-    while done < len(view):
-        n = write(fd, view[done:], offset + done)
-        if n <= 0:
-            raise OSError(errno.EIO, f"write made no progress at offset {offset + done:,} "
-                                     f"({done:,} of {len(view):,} bytes written)")
-        done += n
-    return done
-
-
-class _Stopped(Exception):
-    """Another part failed (or the reader gave up): don't start this one."""
-
-
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -237,41 +220,27 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
     """What :func:`download_parts_in_order` does, returning ``(size, etag)``; ``s3`` (a client)
     and ``write`` (an ``os.pwrite``) are seams for tests.
 
-    One HEAD gives the size and ETag; every part is a ranged GET with ``IfMatch`` on that
-    ETag, so an object replaced mid-download answers 412 and the download stops with
+    One HEAD gives the size and ETag; every part (``remote.s3_part_bytes``,
+    ``remote.s3_max_concurrency`` at a time) is a ranged GET with ``IfMatch`` on that ETag, so
+    an object replaced mid-download answers 412 and the download stops with
     :class:`ObjectChangedError` (also raised if a store that ignores If-Match returns another
-    ETag or total size). Each part must return exactly its range, and every byte of it must
-    be written (short writes are continued); only then does it count. ``progress(n)`` hears
-    the contiguous prefix of finished parts; ``progress(size)`` only once every part's written
-    length equals its range and their total equals the ContentLength. On any failure the
-    other parts stop and ``dest`` is removed.
-
-    ``hasher`` (an object with ``reset()`` and ``update(bytes)``, e.g.
-    :class:`halo_lrg.io.fetch.InputHash`) is reset, then hears the file's bytes in order as
-    the contiguous prefix grows (read back from ``dest``), all of them before
-    ``progress(size)``.
+    ETag or total size). The parts, writes, progress, hashing and stop-on-failure are
+    :func:`halo_lrg.io.ranged.fetch_ranges`'s: each part must return exactly its range and
+    every byte of it must be written before it counts (a failed part is fetched again whole);
+    ``progress(n)`` hears the contiguous prefix of finished parts, ``progress(size)`` only once
+    every part is whole; ``hasher`` (``reset()``, ``update(bytes)``, e.g.
+    :class:`halo_lrg.io.fetch.InputHash`) hears the file's bytes in order, all of them before
+    ``progress(size)``. On any failure the other parts stop and ``dest`` is removed.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     bucket, key = _object(uri)
     meta = _head(uri, remote, s3)
     size = int(meta["ContentLength"])
     etag = str(meta.get("ETag") or "")
     bare_etag = etag.strip('"')
-    part = max(1, remote.s3_part_bytes)
-    starts = list(range(0, size, part))
-    lengths = [min(start + part, size) - start for start in starts]
-    written = [0] * len(starts)
-    stop = threading.Event()
+    pinned = {"IfMatch": etag} if etag else {}
 
-    def get_part(index: int) -> bytes:
-        first, length = starts[index], lengths[index]
-        last = first + length - 1
-        pinned = {"IfMatch": etag} if etag else {}
-
-        def attempt() -> bytes:
-            if stop.is_set():
-                raise _Stopped()
+    def get(first: int, last: int, sink: Callable[[Any], None]) -> None:
+        try:
             try:
                 response = (s3 or client(remote)).get_object(
                     Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **pinned)
@@ -290,73 +259,18 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
                 if not match or (int(match.group(1)), int(match.group(2))) != (first, last):
                     raise TransientError(f"asked for bytes {first}-{last}, got "
                                          f"Content-Range {content_range!r}")
-            body = response["Body"].read()
-            if len(body) != length:
-                raise TransientError(f"short part: {len(body):,} of {length:,} bytes "
-                                     f"at {first:,}")
-            return body
+            sink(response["Body"].read())  # a short body: the engine's "short part"
+        except Exception as exc:
+            mapped = _classify(exc, uri)
+            if mapped is exc:
+                raise
+            raise mapped from None
 
-        return _call(uri, remote, attempt, what=f"{uri} (bytes {first}-{last})")
-
-    def fetch(index: int) -> int:
-        try:
-            written[index] = pwrite_all(fd, get_part(index), starts[index], write)
-            return index
-        except BaseException:
-            stop.set()  # before this part's future completes: no later part starts
-            raise
-
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT, 0o600)
-    hashed = [0]  # bytes of the prefix the hasher has heard
-    if hasher is not None:
-        hasher.reset()
-
-    def hash_prefix(end: int) -> None:
-        if hasher is None or hashed[0] >= end:
-            return
-        with open(dest, "rb") as reader:
-            reader.seek(hashed[0])
-            while hashed[0] < end:
-                block = reader.read(min(1 << 22, end - hashed[0]))
-                if not block:
-                    raise OSError(errno.EIO, f"cannot read back {dest} at {hashed[0]:,}")
-                hasher.update(block)
-                hashed[0] += len(block)
-
-    try:
-        try:
-            os.ftruncate(fd, size)
-            with ThreadPoolExecutor(max_workers=max(1, remote.s3_max_concurrency)) as pool:
-                # Submitted in order, so the earliest parts tend to finish first.
-                futures = [pool.submit(fetch, index) for index in range(len(starts))]
-                try:
-                    finished = [False] * len(starts)
-                    prefix = 0
-                    for future in as_completed(futures):
-                        if isinstance(future.exception(), _Stopped):
-                            continue  # the part that stopped it reports why
-                        finished[future.result()] = True
-                        while prefix < len(starts) and finished[prefix]:
-                            prefix += 1
-                        hash_prefix(starts[prefix] if prefix < len(starts) else size)
-                        if prefix < len(starts):
-                            progress(starts[prefix])
-                except BaseException:
-                    stop.set()
-                    for future in futures:
-                        future.cancel()
-                    raise
-            short = [i for i, n in enumerate(written) if n != lengths[i]]
-            if short or sum(written) != size:
-                raise TransientError(f"incomplete download: {sum(written):,} of {size:,} bytes "
-                                     f"written ({len(short)} part(s) short)")
-        finally:
-            os.close(fd)
-        progress(size)
-    except BaseException:
-        if os.path.exists(dest):
-            os.remove(dest)
-        raise
+    fetch_ranges(dest, size, get, remote, progress,
+                 parts=split_parts(size, remote.s3_part_bytes),
+                 concurrency=remote.s3_max_concurrency,
+                 label=lambda first, last: f"{uri} (bytes {first}-{last})",
+                 hasher=hasher, write=write)
     return size, etag
 
 

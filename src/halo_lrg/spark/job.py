@@ -6,6 +6,9 @@ Use it from a notebook with a SparkSession of your own; nothing here changes the
     counts = count_lrgs(spark, ["sweep-150p000-155p005.fits", ...], selection="desi-lrg")
     counts.orderBy("brickname").show()
 
+Several selections are counted in the same read of each file: ``selection="seed,desi-lrg"``
+(or a list) gives ``brickname, n_objects, seed, desi-lrg``, one column of LRGs per selection.
+
 Each task counts one whole file (``mapInPandas`` over ``spark.range(n, numPartitions=n)``,
 which gives exactly one file index per partition) and returns its per-brick partials plus one
 status row; :func:`count_lrgs` sums the partials with ``groupBy(brickname)``. The run layer
@@ -15,6 +18,13 @@ which it measured cheaper on small clusters (see :func:`collect_partials`); the 
 A task never raises for a bad file in :func:`lrg_partials`: the failure becomes its status row,
 and a file's counts appear only once the whole file was read, so no count includes part of a
 file. :func:`count_lrgs` raises for a bad file unless ``on_error="skip"``.
+
+North/south (``run.resolve``): unless it is ``off``, each task also reports which photometric
+systems its file holds and, per brick, what desitarget's resolution would drop; whether to
+drop it is decided once every file has reported (``auto``: when both systems appear), by the
+run's driver (:mod:`halo_lrg.spark.run`) or, in :func:`count_lrgs`, in the same Spark plan.
+Deciding after the job keeps it one read per file whatever the index says: a sweep's
+photometric system is in its rows (PHOTSYS, else RELEASE), not in its name or header.
 
 Durable partials (the run layer asks for them with ``partials_uri`` and a :class:`FileTask`
 per file): as soon as a file is counted, its task stores the per-brick partial under
@@ -27,6 +37,7 @@ file on a mismatch before its counts are used.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -36,7 +47,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -54,7 +65,7 @@ from halo_lrg.io.fetch import (
     verify_sha256,
 )
 from halo_lrg.io.uri import REMOTE_SCHEMES, scheme_of
-from halo_lrg.science.cuts import get_selection
+from halo_lrg.science.cuts import selections_of
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
 
@@ -74,6 +85,58 @@ COUNT_SCHEMA = "brickname string, lrg_count long"
 #: The format of ``_partials/<key>.json``; part of every key, so a new format never reads
 #: an old file.
 PARTIAL_FORMAT = "halo-lrg-partial/1"
+#: ``run.resolve``: north/south resolution when both systems appear, always, or never.
+RESOLVE_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class PartialLayout:
+    """The columns of a job's partials: :data:`PARTIAL_SCHEMA`'s for one selection without
+    north/south resolution, else these appended (``extended``):
+
+    * ``n_objects``; ``lrg_count_1`` ... ``lrg_count_<k-1>``: objects, and LRGs of the 2nd...
+      selection (``lrg_count`` is the first's);
+    * with resolution tallied: ``dropped_objects``, ``dropped_lrg_count_0`` ...: what
+      resolution would drop; ``photsys``: the file's systems (on its status row).
+
+    On a brick row they are the brick's counts; on the status row the file's totals."""
+
+    selections: tuple[str, ...] = ()
+    tallied: bool = False
+
+    @property
+    def width(self) -> int:
+        return max(1, len(self.selections))
+
+    @property
+    def extended(self) -> bool:
+        return self.width > 1 or self.tallied
+
+    def lrg_columns(self) -> list[str]:
+        return ["lrg_count", *(f"lrg_count_{j}" for j in range(1, self.width))]
+
+    def dropped_columns(self) -> list[str]:
+        return (["dropped_objects", *(f"dropped_lrg_count_{j}" for j in range(self.width))]
+                if self.tallied else [])
+
+    def count_columns(self) -> list[str]:
+        """The per-brick counts, summed over files."""
+        if not self.extended:
+            return ["lrg_count"]
+        return ["lrg_count", "n_objects", *self.lrg_columns()[1:], *self.dropped_columns()]
+
+    def schema(self) -> str:
+        if not self.extended:
+            return PARTIAL_SCHEMA
+        extra = ["n_objects", *self.lrg_columns()[1:], *self.dropped_columns()]
+        return ", ".join([PARTIAL_SCHEMA, *(f"{c} long" for c in extra),
+                          *(["photsys string"] if self.tallied else [])])
+
+
+def partial_layout(config: Config) -> PartialLayout:
+    """The layout of the partials a job with ``config`` returns."""
+    return PartialLayout(tuple(s.name for s in selections_of(config)),
+                         config.run.resolve != "off")
 
 
 def _text(value: Any) -> Optional[str]:
@@ -100,26 +163,68 @@ class FileResult:
     reused: bool = False
     #: saved | reused | "not saved: <why>" | None (no partial asked for, or not counted)
     partial: Optional[str] = None
+    #: LRGs of each selection, by name, when several were counted (``lrg``: the first's).
+    lrg_by_selection: Optional[dict[str, int]] = None
+    #: The photometric systems of the file's objects ("", "N", "S", "NS"; "?" for objects
+    #: with neither PHOTSYS nor RELEASE); None when north/south was not looked at.
+    photsys: Optional[str] = None
+    #: What north/south resolution drops from this file: objects, and LRGs per selection.
+    dropped_objects: int = 0
+    dropped_lrg: Optional[list[int]] = None
+    #: Resolution was applied: ``objects``, ``lrg`` and ``lrg_by_selection`` are after it.
+    resolved: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any], size: Optional[int],
-                 expected: Optional[str] = None) -> FileResult:
+                 expected: Optional[str] = None,
+                 layout: Optional[PartialLayout] = None) -> FileResult:
         """From a collected status row (numpy scalars, NaN for a missing error)."""
-        return cls(str(row["uri"]), str(row["status"]), int(row["rows"]), int(row["objects"]),
-                   int(row["lrg"]), float(row["seconds"]), _text(row.get("error")), size,
-                   _text(row.get("sha256")), expected, False, _text(row.get("partial")))
+        result = cls(str(row["uri"]), str(row["status"]), int(row["rows"]),
+                     int(row["objects"]), int(row["lrg"]), float(row["seconds"]),
+                     _text(row.get("error")), size, _text(row.get("sha256")), expected, False,
+                     _text(row.get("partial")))
+        if layout is not None and result.status == "ok":
+            # A status row has the layout's columns; a progress entry (to_dict) its keys.
+            if layout.width > 1:
+                totals = [result.lrg, *(int(row.get(c, 0)) for c in layout.lrg_columns()[1:])]
+                result.lrg_by_selection = dict(row.get("lrg_by_selection") or
+                                               zip(layout.selections, totals))
+            if layout.tallied:
+                result.photsys = _text(row.get("photsys"))
+                dropped = [int(row.get(c, 0)) for c in layout.dropped_columns()]
+                result.dropped_objects, result.dropped_lrg = dropped[0], dropped[1:]
+        return result
+
+    def with_resolution(self) -> FileResult:
+        """This file's result once north/south resolution is applied to it."""
+        if self.status != "ok" or self.photsys is None:
+            return self
+        lost = list(self.dropped_lrg or [0] * max(1, len(self.lrg_by_selection or {})))
+        by_selection = None if self.lrg_by_selection is None else {
+            name: n - d for (name, n), d in zip(self.lrg_by_selection.items(), lost)}
+        return dataclasses.replace(self, objects=self.objects - self.dropped_objects,
+                                   lrg=self.lrg - lost[0], lrg_by_selection=by_selection,
+                                   resolved=True)
 
     @property
     def sha256_verified(self) -> bool:
         return self.sha256 is not None and self.sha256 == self.sha256_expected
 
     def to_dict(self) -> dict[str, Any]:
-        return {"uri": self.uri, "status": self.status, "rows": self.rows,
-                "objects": self.objects, "lrg": self.lrg, "seconds": round(self.seconds, 3),
-                "bytes": self.bytes, "error": self.error, "sha256": self.sha256,
-                "sha256_expected": self.sha256_expected,
-                "sha256_verified": self.sha256_verified, "reused": self.reused,
-                "partial": self.partial}
+        out = {"uri": self.uri, "status": self.status, "rows": self.rows,
+               "objects": self.objects, "lrg": self.lrg, "seconds": round(self.seconds, 3),
+               "bytes": self.bytes, "error": self.error, "sha256": self.sha256,
+               "sha256_expected": self.sha256_expected,
+               "sha256_verified": self.sha256_verified, "reused": self.reused,
+               "partial": self.partial}
+        if self.lrg_by_selection is not None:
+            out["lrg_by_selection"] = dict(self.lrg_by_selection)
+        if self.photsys is not None:
+            out["photsys"] = self.photsys
+            if self.resolved:  # objects and lrg above are after resolution
+                out["dropped_by_resolution"] = {"objects": self.dropped_objects,
+                                                "lrg": list(self.dropped_lrg or [])}
+        return out
 
 
 def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
@@ -132,7 +237,8 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
     only when ``expected_sha256`` is given (hashing costs more than counting it). A hash that
     differs from ``expected_sha256`` fails the file, naming both values."""
     started = time.perf_counter()
-    selection = get_selection(config.cuts.selection, config.cuts)
+    selections = selections_of(config)
+    resolve = config.run.resolve != "off"
     remote = scheme_of(uri) in REMOTE_SCHEMES
     hasher = InputHash() if remote or expected_sha256 is not None else None
     sha256 = None
@@ -141,14 +247,16 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
             from halo_lrg.count.streaming import stream_count
 
             # Counted while it arrives; a mismatch found at the end discards the counts.
-            result = stream_count(uri, config, selection, footprint, hasher=hasher)
+            result = stream_count(uri, config, selections, footprint, hasher=hasher,
+                                  resolve=resolve)
             sha256 = verify_sha256(uri, hasher, expected_sha256)  # type: ignore[arg-type]
         else:
             with local_copy(uri, config, hasher) as path:
                 if hasher is not None:  # before counting: bad bytes are never counted
                     sha256 = verify_sha256(uri, hasher, expected_sha256)
-                result = count_sweep_file(path, selection, config.read.chunk_rows,
-                                          config.read.fast_path, footprint)
+                result = count_sweep_file(
+                    path, selections, config.read.chunk_rows, config.read.fast_path, footprint,
+                    resolve=resolve, unknown_release_photsys=config.cuts.unknown_release_photsys)
     except (SweepError, SourceError) as exc:
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {exc.cause}", sha256_expected=expected_sha256)
@@ -156,9 +264,28 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {type(exc).__name__}: {exc}",
                                 sha256_expected=expected_sha256)
+    if config.run.resolve == "on" and "?" in (result.photsys or ""):
+        return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
+                                error=f"{uri}: north/south resolution is on (--resolve) but "
+                                      "the file has neither PHOTSYS nor RELEASE, so its "
+                                      "objects' photometric system is unknown",
+                                sha256=sha256, sha256_expected=expected_sha256)
     return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
                               time.perf_counter() - started, sha256=sha256,
-                              sha256_expected=expected_sha256)
+                              sha256_expected=expected_sha256, **_file_extras(result))
+
+
+def _file_extras(counts: SweepCount) -> dict[str, Any]:
+    """A counted file's per-selection totals and north/south report, for its FileResult."""
+    extras: dict[str, Any] = {}
+    if len(counts.selections) > 1:
+        extras["lrg_by_selection"] = dict(zip(counts.selections, counts.lrg_by_selection))
+    if counts.photsys is not None:
+        extras["photsys"] = counts.photsys
+        extras["dropped_objects"] = int(counts.dropped_objects.sum())  # type: ignore[union-attr]
+        extras["dropped_lrg"] = [int(n) for n in
+                                 counts.dropped_counts.sum(axis=1)]  # type: ignore[union-attr]
+    return extras
 
 
 # --- durable partials ---------------------------------------------------------------------------
@@ -183,18 +310,26 @@ def file_task(identity: InputIdentity, expected_sha256: Optional[str], config: C
 
     The key covers everything that could make a recount differ: the input (URI, size, ETag
     or modification time, and the listed SHA-256 when there is one), the selection (name and
-    parameters), the footprint, the halo-lrg version and the partial format. An input whose
-    size or validators cannot be known gets no key: it is always recounted."""
+    parameters; with several, every selection's whole definition, in order), the footprint,
+    whether north/south was tallied (and how an unknown RELEASE is taken), the halo-lrg
+    version and the partial format. An input whose size or validators cannot be known gets
+    no key: it is always recounted."""
     if not identity.known:
         return FileTask(expected_sha256)
-    selection = get_selection(config.cuts.selection, config.cuts)
-    header = {
+    selections = selections_of(config)
+    header: dict[str, Any] = {
         "format": PARTIAL_FORMAT,
         "halo_lrg_version": __version__,
         "input": {**identity.to_dict(), "sha256": expected_sha256},
-        "selection": {"name": selection.name, "parameters": dict(selection.parameters)},
-        "footprint": footprint.to_dict() if footprint is not None else None,
     }
+    if len(selections) == 1:
+        header["selection"] = {"name": selections[0].name,
+                               "parameters": dict(selections[0].parameters)}
+    else:
+        header["selections"] = [s.definition() for s in selections]
+    header["footprint"] = footprint.to_dict() if footprint is not None else None
+    if config.run.resolve != "off":  # "auto" and "on" tally the same: one partial serves both
+        header["north_south"] = {"unknown_release_photsys": config.cuts.unknown_release_photsys}
     # Through JSON and back: the header a task stores and a reader compares are the same
     # plain values (tuples become lists).
     header = json.loads(json.dumps(header, sort_keys=True))
@@ -204,41 +339,76 @@ def file_task(identity: InputIdentity, expected_sha256: Optional[str], config: C
     return FileTask(expected_sha256, f"{name}-{digest[:40]}", header)
 
 
+def _ints(values: Any) -> list[int]:
+    return [int(n) for n in np.asarray(values).tolist()]
+
+
 def partial_record(task: FileTask, counts: SweepCount, status: FileResult) -> dict[str, Any]:
     """A counted file's partial: the key and what it is made of, the file's totals and SHA-256,
-    and its bricks (sorted). Nothing in it depends on the attempt (no times), so every
-    attempt writes the same bytes."""
-    return {
-        **(task.partial_header or {}),
-        "key": task.partial_key,
-        "result": {"rows": status.rows, "objects": status.objects, "lrg": status.lrg,
-                   "sha256": status.sha256, "sha256_verified": status.sha256_verified},
-        "bricks": {"brickname": [str(n) for n in counts.brickname.tolist()],
-                   "objects": [int(n) for n in counts.n_objects.tolist()],
-                   "lrg_count": [int(n) for n in counts.lrg_count.tolist()]},
-    }
+    and its bricks (sorted): objects and LRGs, with several selections ``lrg_counts`` (one
+    list per selection, in order), with north/south tallied the file's ``photsys`` and what
+    resolution would drop per brick. Nothing in it depends on the attempt (no times), so
+    every attempt writes the same bytes."""
+    result = {"rows": status.rows, "objects": status.objects, "lrg": status.lrg,
+              "sha256": status.sha256, "sha256_verified": status.sha256_verified}
+    bricks: dict[str, Any] = {"brickname": [str(n) for n in counts.brickname.tolist()],
+                              "objects": _ints(counts.n_objects),
+                              "lrg_count": _ints(counts.lrg_count)}
+    if len(counts.selections) > 1:
+        bricks["selections"] = list(counts.selections)
+        bricks["lrg_counts"] = [_ints(row) for row in counts.counts_by_selection]
+    if counts.photsys is not None and counts.dropped_counts is not None:
+        result["photsys"] = counts.photsys
+        bricks["dropped_objects"] = _ints(counts.dropped_objects)
+        bricks["dropped_lrg_counts"] = [_ints(row) for row in counts.dropped_counts]
+    return {**(task.partial_header or {}), "key": task.partial_key, "result": result,
+            "bricks": bricks}
 
 
-def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int]
+def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int],
+                 layout: Optional[PartialLayout] = None
                  ) -> Optional[tuple[FileResult, pd.DataFrame]]:
-    """A stored partial as (the file's result, its ``brickname, lrg_count`` rows), or None
-    when it is not the partial ``task`` asks for (a different header, or unreadable)."""
+    """A stored partial as (the file's result, its per-brick rows: ``brickname`` and
+    ``layout``'s count columns, by default ``lrg_count``), or None when it is not the partial
+    ``task`` asks for (a different header, or unreadable)."""
+    layout = layout or PartialLayout()
     try:
         record = json.loads(data)
         header = {k: record[k] for k in (task.partial_header or {})}
         if header != task.partial_header or record.get("key") != task.partial_key:
             return None
         result, bricks = record["result"], record["bricks"]
-        names, counts = list(bricks["brickname"]), list(bricks["lrg_count"])
-        if len(names) != len(counts):
+        names = list(bricks["brickname"])
+        n = len(names)
+        columns = {"lrg_count": _ints(bricks["lrg_count"]),
+                   "n_objects": _ints(bricks["objects"])}
+        lrg_counts = bricks.get("lrg_counts", [columns["lrg_count"]])
+        if layout.width > 1 and (len(lrg_counts) != layout.width
+                                 or bricks.get("selections") != list(layout.selections)):
+            return None
+        for name, values in zip(layout.lrg_columns()[1:], lrg_counts[1:]):
+            columns[name] = _ints(values)
+        dropped = [bricks.get("dropped_objects", [0] * n),
+                   *bricks.get("dropped_lrg_counts", [[0] * n] * layout.width)]
+        for name, values in zip(layout.dropped_columns(), dropped):
+            columns[name] = _ints(values)
+        if any(len(v) != n for v in columns.values()):
             return None
         status = FileResult(uri, "ok", int(result["rows"]), int(result["objects"]),
                             int(result["lrg"]), 0.0, None, size, result.get("sha256"),
                             task.expected_sha256, True, "reused")
+        if layout.width > 1:
+            status.lrg_by_selection = dict(zip(layout.selections,
+                                               (int(sum(v)) for v in lrg_counts)))
+        if layout.tallied:
+            status.photsys = result.get("photsys")
+            status.dropped_objects = int(sum(dropped[0]))
+            status.dropped_lrg = [int(sum(v)) for v in dropped[1:]]
     except (ValueError, KeyError, TypeError):
         return None
     frame = pd.DataFrame({"brickname": pd.Series(names, dtype=object),
-                          "lrg_count": pd.Series(counts, dtype="int64")})
+                          **{c: pd.Series(columns[c], dtype="int64")
+                             for c in layout.count_columns()}})
     return status, frame
 
 
@@ -258,13 +428,15 @@ def _store_partial(partials_uri: str, config: Config, task: FileTask, counts: Sw
     return "saved"
 
 
-def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
-                    ) -> pd.DataFrame:
-    """The task's rows for one file: a row per brick, then the file's status row.
+def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult,
+                    layout: Optional[PartialLayout] = None) -> pd.DataFrame:
+    """The task's rows for one file: a row per brick, then the file's status row, in the
+    columns of ``layout`` (default: :data:`PARTIAL_SCHEMA`'s).
 
     Built from preallocated numpy columns, not Python lists: every task pays for this frame
     (~0.2 ms this way, ~1.4 ms from lists, for 400 bricks)."""
     n = 0 if counts is None else counts.brickname.size
+    layout = layout or PartialLayout()
 
     def column(dtype: Any, last: Any, bricks: Any = None) -> Any:
         """n brick values (``bricks``, else null or 0), then the status row's ``last``."""
@@ -274,7 +446,7 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
         values[n] = last
         return values
 
-    return pd.DataFrame({
+    frame = {
         "brickname": column(object, None, None if counts is None else counts.brickname),
         "lrg_count": column(np.int64, 0, None if counts is None else counts.lrg_count),
         "uri": column(object, uri),
@@ -286,13 +458,30 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult
         "error": column(object, status.error),
         "sha256": column(object, status.sha256),
         "partial": column(object, status.partial),
-    }, copy=False)
+    }
+    if layout.extended:
+        frame["n_objects"] = column(np.int64, status.objects,
+                                    None if counts is None else counts.n_objects)
+        by_selection = None if counts is None else counts.counts_by_selection
+        totals = list((status.lrg_by_selection or {}).values())
+        for j, name in enumerate(layout.lrg_columns()[1:], start=1):
+            frame[name] = column(np.int64, totals[j] if j < len(totals) else 0,
+                                 None if by_selection is None else by_selection[j])
+        if layout.tallied:
+            dropped = [] if counts is None or counts.dropped_counts is None else \
+                [counts.dropped_objects, *counts.dropped_counts]
+            lost = [status.dropped_objects, *(status.dropped_lrg or [0] * layout.width)]
+            for j, name in enumerate(layout.dropped_columns()):
+                frame[name] = column(np.int64, lost[j], dropped[j] if dropped else None)
+            frame["photsys"] = column(object, status.photsys)
+    return pd.DataFrame(frame, copy=False)
 
 
 def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str], config: Config,
                      footprint: Optional[Footprint], progress: Any, tune_workers: bool,
                      raise_failures: bool, file_tasks: Optional[Sequence[FileTask]] = None,
-                     partials_uri: Optional[str] = None) -> Iterator[pd.DataFrame]:
+                     partials_uri: Optional[str] = None,
+                     layout: Optional[PartialLayout] = None) -> Iterator[pd.DataFrame]:
     if tune_workers:
         # Once per worker process, for its later tasks; preloaded modules get frozen too.
         tuning.install(preload=("fitsio", "halo_lrg.count.streaming"))
@@ -308,7 +497,7 @@ def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str], confi
                 status.partial = _store_partial(partials_uri, config, task, bricks, status)
             if progress is not None:
                 progress.add([status.to_dict()])
-            yield _partials_frame(uri, bricks, status)
+            yield _partials_frame(uri, bricks, status, layout)
 
 
 class FileFailed(RuntimeError):
@@ -327,15 +516,18 @@ def files_frame(spark: Any, count: int) -> Any:
     return spark.range(count, numPartitions=max(1, count))
 
 
-def lrg_partials(spark: Any, uris: Sequence[str], selection: Optional[str] = None, *,
+def lrg_partials(spark: Any, uris: Sequence[str],
+                 selection: Union[str, Sequence[str], None] = None, *,
                  footprint: Optional[Footprint] = None, config: Optional[Config] = None,
                  progress: Any = None, tune_workers: bool = False,
                  raise_failures: bool = False, file_tasks: Optional[Sequence[FileTask]] = None,
                  partials_uri: Optional[str] = None) -> Any:
     """One task per file, each returning its per-brick partials and a status row
-    (``PARTIAL_SCHEMA``): a lazy DataFrame; nothing runs until an action.
+    (``PARTIAL_SCHEMA``, extended as :func:`partial_layout` says for several selections or
+    north/south tallied): a lazy DataFrame; nothing runs until an action.
 
-    ``selection`` overrides ``config.cuts.selection`` (config: the packaged defaults, see
+    ``selection`` (one name, a comma-separated string or a list) overrides
+    ``config.cuts.selection`` (config: the packaged defaults, see
     :func:`halo_lrg.config.load_config`). ``progress``: a Spark accumulator of lists that hears
     each file's status as it finishes. ``tune_workers``: apply :mod:`halo_lrg.spark.tuning` in
     the Python workers (the caller decides whether it applies; see
@@ -347,21 +539,33 @@ def lrg_partials(spark: Any, uris: Sequence[str], selection: Optional[str] = Non
     config = _effective_config(config, selection)
     if file_tasks is not None and len(file_tasks) != len(uris):
         raise ValueError(f"{len(file_tasks)} file tasks for {len(uris)} files")
+    layout = partial_layout(config)
     return files_frame(spark, len(uris)).mapInPandas(
         functools.partial(_count_partition, uris=list(uris), config=config,
                           footprint=footprint, progress=progress, tune_workers=tune_workers,
                           raise_failures=raise_failures,
                           file_tasks=list(file_tasks) if file_tasks is not None else None,
-                          partials_uri=partials_uri),
-        schema=PARTIAL_SCHEMA,
+                          partials_uri=partials_uri, layout=layout),
+        schema=layout.schema(),
     )
 
 
-def count_lrgs(spark: Any, uris: Sequence[str], selection: Optional[str] = None, *,
+def count_lrgs(spark: Any, uris: Sequence[str],
+               selection: Union[str, Sequence[str], None] = None, *,
                footprint: Optional[Footprint] = None, config: Optional[Config] = None,
-               on_error: Optional[str] = None) -> Any:
+               on_error: Optional[str] = None, resolve: Optional[str] = None) -> Any:
     """LRGs per brick summed over ``uris``: a DataFrame ``brickname string, lrg_count long``
     (one row per brick with an object in the inputs; unordered, as Spark results are).
+
+    ``selection``: one name (default ``config.cuts.selection``), or several (a comma-separated
+    string or a list; names from ``config``'s ``[selections]`` too), counted in one read of
+    each file: the DataFrame is then ``brickname, n_objects, <selection>...`` (all long), one
+    column of LRGs per selection named as it is, ``n_objects`` every object of the brick.
+
+    ``resolve`` (default ``config.run.resolve``): north/south resolution as desitarget's
+    ``targets.resolve`` (``auto``: when both photometric systems appear in the inputs,
+    decided in the same plan after every file is read; ``on``; ``off``). A brick whose
+    every object resolution drops is left out.
 
     The session is the caller's and is left as it was. A file that cannot be counted fails
     the Spark job with its name and cause, unless ``on_error="skip"`` (or
@@ -369,28 +573,70 @@ def count_lrgs(spark: Any, uris: Sequence[str], selection: Optional[str] = None,
     status. ``uris``: local paths, ``file://``, ``s3://`` or ``http(s)://``; for S3 or HTTP
     inputs the executors need network access and (S3) credentials.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    config = _effective_config(config, selection)
+    config = _effective_config(config, selection, resolve)
     skip = (on_error or config.run.on_error) == "skip"
+    layout = partial_layout(config)
     partials = lrg_partials(spark, uris, footprint=footprint, config=config,
                             raise_failures=not skip)
-    return (partials.where(F.col("brickname").isNotNull())
-            .groupBy("brickname")
-            .agg(F.sum("lrg_count").cast("long").alias("lrg_count")))
+    if not layout.extended:
+        return (partials.where(F.col("brickname").isNotNull())
+                .groupBy("brickname")
+                .agg(F.sum("lrg_count").cast("long").alias("lrg_count")))
+    sums = [F.sum(c).alias(c) for c in layout.count_columns()]
+    if layout.tallied:  # the files' systems, from their status rows (one group, null name)
+        ok = F.col("status") == "ok"
+        sums += [F.max(F.when(ok & F.col("photsys").contains(system), 1).otherwise(0))
+                 .alias(f"_has_{system}") for system in "NS"]
+    grouped = partials.groupBy("brickname").agg(*sums)
+    lrg = layout.lrg_columns()
+    if layout.tallied:
+        if config.run.resolve == "on":
+            applies = F.lit(True)
+        else:
+            # Every row sees the whole input's systems: one window over the aggregated
+            # bricks (~1 row per brick), so the files are still read once.
+            everything = Window.partitionBy(F.lit(0))
+            applies = (F.max("_has_N").over(everything)
+                       + F.max("_has_S").over(everything)) == 2
+        dropped = layout.dropped_columns()
+
+        def after(column: str, lost: str) -> Any:
+            return F.when(applies, F.col(column) - F.col(lost)).otherwise(F.col(column))
+
+        grouped = grouped.select(
+            "brickname", after("n_objects", dropped[0]).alias("n_objects"),
+            *(after(c, d).alias(c) for c, d in zip(lrg, dropped[1:])))
+    counts = grouped.where(F.col("brickname").isNotNull() & (F.col("n_objects") > 0))
+    if layout.width == 1:
+        return counts.select("brickname", F.col("lrg_count").cast("long").alias("lrg_count"))
+    return counts.select("brickname", F.col("n_objects").cast("long").alias("n_objects"),
+                         *(F.col(c).cast("long").alias(name)
+                           for c, name in zip(lrg, layout.selections)))
 
 
-def _effective_config(config: Optional[Config], selection: Optional[str]) -> Config:
+def _effective_config(config: Optional[Config], selection: Union[str, Sequence[str], None],
+                      resolve: Optional[str] = None) -> Config:
     config = config or load_config()
     if selection is not None:
-        config = config.replace(cuts={"selection": selection})
-    get_selection(config.cuts.selection, config.cuts)  # an unknown name fails here, not in tasks
+        config = config.replace(cuts={"selection": selection if isinstance(selection, str)
+                                      else list(selection)})
+    if resolve is not None:
+        config = config.replace(run={"resolve": resolve})
+    if config.run.resolve not in RESOLVE_MODES:
+        raise ValueError(f"run.resolve must be one of {', '.join(RESOLVE_MODES)}, got "
+                         f"{config.run.resolve!r}")
+    selections_of(config)  # an unknown name fails here, not in tasks
     return config
 
 
-def collect_partials(partials: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+def collect_partials(partials: Any, layout: Optional[PartialLayout] = None
+                     ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Run the job (one stage, one task per file) and merge its partials on the driver:
-    per-file statuses, and LRG counts per brick summed across files, sorted by name.
+    per-file statuses, and LRG counts per brick summed across files, sorted by name (the
+    count columns of ``layout``, by default ``lrg_count``).
 
     Why not ``groupBy(brickname).sum()`` in Spark: a task's partials are already one row per
     brick of its file, so a Spark aggregation only moves this small merge from the driver,
@@ -406,9 +652,13 @@ def collect_partials(partials: Any) -> tuple[list[dict[str, Any]], pd.DataFrame]
         # the run reports that file in one line instead.
         warnings.simplefilter("ignore", UserWarning)
         merged = partials.toPandas()
+    layout = layout or PartialLayout()
     is_status = merged["brickname"].isna()
-    statuses = merged.loc[is_status, STATUS_FIELDS].to_dict("records")
-    counts = (merged.loc[~is_status, ["brickname", "lrg_count"]]
-              .groupby("brickname", as_index=False, sort=True)["lrg_count"].sum())
-    counts["lrg_count"] = counts["lrg_count"].astype("int64")
+    extra = [c for c in merged.columns if c not in STATUS_FIELDS and c != "brickname"] \
+        if layout.extended else []
+    statuses = merged.loc[is_status, STATUS_FIELDS + extra].to_dict("records")
+    columns = layout.count_columns()
+    counts = (merged.loc[~is_status, ["brickname", *columns]]
+              .groupby("brickname", as_index=False, sort=True)[columns].sum())
+    counts[columns] = counts[columns].astype("int64")
     return statuses, counts

@@ -25,6 +25,17 @@ their partials are loaded here and merged with the new ones, and the manifest ma
 ``"reused": true``. ``retry_failed`` reruns only what the previous run recorded as failed
 (or never reached) and refuses to recount anything else. With a checksum list
 (``run.checksums``) every input's SHA-256 is checked by its task.
+
+Several selections (``cuts.selection = "seed,desi-lrg"``) are counted in the same read of each
+file; the CSV is then wide, ``brickname,n_objects,<selection>...``, one column per selection
+(one selection keeps ``brickname,lrg_count``).
+
+North/south (``run.resolve``): each task reports its file's photometric systems and what
+desitarget's resolution would drop from each brick; this driver decides once every file has
+reported (``auto``: when both systems appear among the run's files) and subtracts it. The
+alternative, learning the systems before the job, would need the index to say them (sweep
+folder names are a convention, not a guarantee, and a sweep's header does not say) or a
+second read of every file; deciding after the job costs a few extra columns per brick.
 """
 
 from __future__ import annotations
@@ -59,7 +70,6 @@ from halo_lrg.io.output import (
     MANIFEST_FILE,
     PARTIALS_DIR,
     PROGRESS_FILE,
-    SUCCESS_FILE,
     OutputError,
     counts_csv_bytes,
     join_uri,
@@ -67,15 +77,18 @@ from halo_lrg.io.output import (
     output_location,
     partial_name,
 )
-from halo_lrg.science.cuts import get_selection
+from halo_lrg.science.cuts import selections_of
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
 from halo_lrg.spark.job import (
+    RESOLVE_MODES,
     FileResult,
     FileTask,
+    PartialLayout,
     collect_partials,
     file_task,
     lrg_partials,
+    partial_layout,
     read_partial,
 )
 from halo_lrg.survey.index import (
@@ -115,7 +128,10 @@ class JobSpec:
         if self.retry_failed and not self.config.run.resume:
             raise ValueError("retrying the failed files reuses the others' partials: it "
                              "cannot be combined with run.resume = false (--no-resume)")
-        get_selection(self.config.cuts.selection, self.config.cuts)  # fail early on a bad name
+        if self.config.run.resolve not in RESOLVE_MODES:
+            raise ValueError(f"run.resolve must be one of {', '.join(RESOLVE_MODES)}, got "
+                             f"{self.config.run.resolve!r}")
+        selections_of(self.config)  # fail early on a bad name or [selections] table
 
 
 @dataclass
@@ -132,6 +148,10 @@ class RunResult:
     state: str = "running"
     #: Spark's own failure (a lost executor, a killed worker), apart from files' failures.
     spark_error: Optional[str] = None
+    #: The selections counted, in order.
+    selections: tuple[str, ...] = ()
+    #: North/south: the mode, whether resolution applied and why, the systems seen.
+    north_south: Optional[dict[str, Any]] = None
 
     @property
     def rows(self) -> int:
@@ -140,6 +160,17 @@ class RunResult:
     @property
     def lrg(self) -> int:
         return sum(f.lrg for f in self.files if f.status == "ok")
+
+    @property
+    def lrg_by_selection(self) -> dict[str, int]:
+        """LRGs of each selection over the files counted."""
+        totals = dict.fromkeys(self.selections, 0)
+        for f in self.files:
+            if f.status == "ok":
+                values = f.lrg_by_selection or dict(zip(self.selections[:1], [f.lrg]))
+                for name, n in values.items():
+                    totals[name] = totals.get(name, 0) + n
+        return totals
 
     @property
     def failed(self) -> list[FileResult]:
@@ -306,7 +337,8 @@ def load_checksums(spec: JobSpec) -> Optional[ChecksumList]:
 
 
 def load_partials(output: Any, uris: list[str], tasks: list[FileTask],
-                  sizes: list[Optional[int]], config: Config
+                  sizes: list[Optional[int]], config: Config,
+                  layout: Optional[PartialLayout] = None
                   ) -> dict[str, tuple[FileResult, pd.DataFrame]]:
     """The stored partials matching this run's files, by URI: one listing of
     ``<output>/_partials/``, then only the matching files are read. A partial that does not
@@ -328,7 +360,7 @@ def load_partials(output: Any, uris: list[str], tasks: list[FileTask],
             data = output.read_file(f"{PARTIALS_DIR}/{name}")
         except (FileNotFoundError, OutputError, OSError):
             return None
-        return read_partial(data, tasks[index], uris[index], sizes[index])
+        return read_partial(data, tasks[index], uris[index], sizes[index], layout)
 
     workers = max(1, min(config.remote.head_concurrency, len(present)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -387,22 +419,84 @@ def files_to_retry(output: Any, uris: list[str],
     return [uri for uri in uris if uri not in reused]
 
 
-def merge_counts(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """``brickname, lrg_count`` summed per brick over several partial tables, by name."""
-    frames = [f[["brickname", "lrg_count"]] for f in frames if len(f)]
+def merge_counts(frames: list[pd.DataFrame], columns: Optional[list[str]] = None
+                 ) -> pd.DataFrame:
+    """``brickname`` and ``columns`` (default ``lrg_count``) summed per brick over several
+    partial tables, by name."""
+    columns = columns or ["lrg_count"]
+    frames = [f[["brickname", *columns]] for f in frames if len(f)]
     if not frames:
         return pd.DataFrame({"brickname": pd.Series([], dtype=object),
-                             "lrg_count": pd.Series([], dtype="int64")})
+                             **{c: pd.Series([], dtype="int64") for c in columns}})
     merged = (pd.concat(frames, ignore_index=True)
-              .groupby("brickname", as_index=False, sort=True)["lrg_count"].sum())
-    merged["lrg_count"] = merged["lrg_count"].astype("int64")
+              .groupby("brickname", as_index=False, sort=True)[columns].sum())
+    merged[columns] = merged[columns].astype("int64")
     return merged
 
 
+def decide_north_south(mode: str, files: list[FileResult]) -> dict[str, Any]:
+    """Whether north/south resolution applies to this run, and why: ``auto`` when both
+    photometric systems appear among the files counted; ``on``/``off`` as asked. Files
+    whose objects have neither PHOTSYS nor RELEASE ("?") are listed: never resolved."""
+    looked = [f for f in files if f.status == "ok" and f.photsys is not None]
+    count = {system: sum(system in f.photsys for f in looked)  # type: ignore[operator]
+             for system in "NS"}
+    seen = [system for system in "NS" if count[system]]
+    unknown = [f.uri for f in looked if "?" in f.photsys]  # type: ignore[operator]
+    where = ", ".join(f"{s} in {count[s]} file(s)" for s in seen) or "no objects"
+    if mode == "off":
+        applied, reason = False, ("run.resolve = off (--no-resolve): every object counted "
+                                  "whatever its photometric system (systems not read)")
+    elif mode == "on":
+        applied, reason = True, f"run.resolve = on (--resolve): applied ({where})"
+    elif len(seen) == 2:
+        applied, reason = True, f"run.resolve = auto: both photometric systems appear ({where})"
+    elif seen:
+        applied, reason = False, (f"run.resolve = auto: only one photometric system appears "
+                                  f"({where}): nothing to resolve")
+    else:
+        applied, reason = False, "run.resolve = auto: no object of a known system was counted"
+    return {"mode": mode, "applied": applied, "reason": reason,
+            "systems": seen if mode != "off" else None,
+            "files": count if mode != "off" else None, "unresolved_files": unknown}
+
+
+def final_counts(merged: pd.DataFrame, layout: PartialLayout, applied: bool) -> pd.DataFrame:
+    """The run's counts from the merged partials: ``brickname, lrg_count`` for one selection,
+    ``brickname, n_objects, <selection>...`` for several; with resolution applied, what it
+    drops subtracted and bricks left without objects removed."""
+    if not layout.extended:
+        return merged[["brickname", "lrg_count"]]
+    lrg = layout.lrg_columns()
+    objects = merged["n_objects"].to_numpy()
+    values = [merged[c].to_numpy() for c in lrg]
+    if applied and layout.tallied:
+        dropped = [merged[c].to_numpy() for c in layout.dropped_columns()]
+        objects = objects - dropped[0]
+        values = [v - d for v, d in zip(values, dropped[1:])]
+    keep = objects > 0
+    names = merged["brickname"].to_numpy()[keep]
+    if layout.width == 1:
+        return pd.DataFrame({"brickname": names, "lrg_count": values[0][keep]})
+    return pd.DataFrame({"brickname": names, "n_objects": objects[keep],
+                         **{name: v[keep] for name, v in zip(layout.selections, values)}})
+
+
 def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
-    selection = get_selection(spec.config.cuts.selection, spec.config.cuts)
+    selections = selections_of(spec.config)
+    if len(selections) == 1:
+        selection = {"name": selections[0].name, "description": selections[0].description,
+                     "parameters": dict(selections[0].parameters)}
+    else:  # each one's definition under "selections"
+        selection = {"name": ",".join(s.name for s in selections),
+                     "description": f"{len(selections)} selections counted in one read of "
+                                    "each file, one CSV column each (see selections)",
+                     "parameters": {}}
     ok = [f for f in result.files if f.status == "ok"]
     inputs = result.inputs
+    several = {"selections": [s.definition() for s in selections]} \
+        if len(selections) > 1 else {}
+    by_selection = {"lrg_by_selection": result.lrg_by_selection} if several else {}
     return {
         "halo_lrg_version": __version__,
         "state": result.state,  # complete | partial (files skipped) | failed
@@ -410,9 +504,13 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
         "output": spec.output_uri,
         "counts_csv": result.counts_uri,
         "density_csv": result.density_uri,
-        "selection": {"name": selection.name, "description": selection.description,
-                      "parameters": dict(selection.parameters)},
+        "selection": selection,
+        **several,
         "footprint": spec.footprint.to_dict() if spec.footprint else None,
+        # North/south resolution: the mode, whether it applied and why, the systems seen.
+        "north_south": result.north_south or {"mode": spec.config.run.resolve,
+                                              "applied": None, "reason": "not decided: no "
+                                              "file was counted"},
         "worker_tuning": result.worker_tuning.to_dict() if result.worker_tuning else None,
         "spark_error": result.spark_error,
         "on_error": spec.config.run.on_error,
@@ -431,7 +529,7 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
             "files_reused": len(result.reused),
             "files_sha256_verified": sum(f.sha256_verified for f in result.files),
             "rows": sum(f.rows for f in ok), "objects": sum(f.objects for f in ok),
-            "lrg": sum(f.lrg for f in ok), "bricks": result.bricks,
+            "lrg": sum(f.lrg for f in ok), **by_selection, "bricks": result.bricks,
             "seconds": round(result.seconds, 3),
         },
         "dropped": {
@@ -502,9 +600,12 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                  len(inputs.uris), checksums.source)
     tasks = [file_task(identity, sha, config, spec.footprint)
              for identity, sha in zip(identities, expected)]
+    layout = partial_layout(config)
 
-    reused = load_partials(output, inputs.uris, tasks, sizes, config) \
+    reused = load_partials(output, inputs.uris, tasks, sizes, config, layout) \
         if config.run.resume else {}
+    if config.run.resolve == "on":  # a file of unknown system fails under --resolve: recount
+        reused = {uri: r for uri, r in reused.items() if "?" not in (r[0].photsys or "")}
     if spec.retry_failed:
         retry = files_to_retry(output, inputs.uris, reused)  # refuses without a record
         log.info("--retry-failed: counting %d file(s) that failed before; %d reused",
@@ -530,7 +631,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     monitor.add_reused([status for status, _frame in reused.values()])
     report(monitor.snapshot())
     statuses: list[dict[str, Any]] = []
-    counts: Optional[pd.DataFrame] = merge_counts([])
+    counts: Optional[pd.DataFrame] = merge_counts([], layout.count_columns())
     crashed: Optional[BaseException] = None
     if todo:
         partials = lrg_partials(spark, todo_uris, footprint=spec.footprint, config=config,
@@ -541,7 +642,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         monitor.start()
         counts = None
         try:
-            statuses, counts = collect_partials(partials)
+            statuses, counts = collect_partials(partials, layout)
         except Exception as exc:  # cancelled by the monitor, or Spark itself failed
             crashed = exc
         finally:
@@ -557,16 +658,28 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         # The job's own status row, else what the progress accumulator heard before a cancel.
         row = by_uri.get(uri) or monitor.seen.get(uri)
         if row is not None:
-            results.append(FileResult.from_row(row, size, sha))
+            results.append(FileResult.from_row(row, size, sha, layout))
         else:
             results.append(FileResult(uri, "cancelled", bytes=size, sha256_expected=sha,
                                       error="not read: the run stopped first"))
+    north_south = decide_north_south(config.run.resolve, results)
+    if north_south["applied"]:
+        results = [r.with_resolution() for r in results]
+        if north_south["unresolved_files"]:
+            log.warning("north/south resolution applied, but %d file(s) have objects with "
+                        "neither PHOTSYS nor RELEASE, kept as they are (first: %s)",
+                        len(north_south["unresolved_files"]),
+                        north_south["unresolved_files"][0])
     if counts is not None:
-        counts = merge_counts([counts, *(frame for _status, frame in reused.values())])
+        counts = final_counts(
+            merge_counts([counts, *(frame for _status, frame in reused.values())],
+                         layout.count_columns()),
+            layout, bool(north_south["applied"]))
     result = RunResult(results, bricks=0 if counts is None else len(counts),
                        seconds=time.perf_counter() - started, counts_uri=None,
                        manifest_uri=output.manifest_uri, inputs=inputs,
-                       worker_tuning=tune)
+                       worker_tuning=tune, selections=layout.selections,
+                       north_south=north_south)
     failures = result.failed
     message = None
     if crashed is not None and monitor.first_failure is None:
@@ -589,7 +702,10 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     try:
         _publish(output, spec, result, counts)
     except OutputError as exc:
-        raise RunFailed(f"cannot write the result: {exc}") from None
+        result.counts_uri = result.density_uri = None
+        message = f"cannot write the result: {exc}"
+        _record_failure(output, spec, result, message)
+        raise RunFailed(message) from None
     report(monitor.snapshot(result.state))
     return result
 
@@ -607,38 +723,41 @@ def _record_failure(output: Any, spec: JobSpec, result: RunResult, message: str)
 
 
 def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame) -> None:
-    """Replace the previous result with this complete one: ``_SUCCESS`` goes first, then
-    the CSV (one write), the optional density table, the manifest (with the CSV's SHA-256),
-    and ``_SUCCESS`` again last; a reader that finds it sees one run's files."""
-    output.remove_file(SUCCESS_FILE)
+    """Replace the previous result with this complete one (:meth:`OutputLocation.publish`):
+    the CSV, the optional density table, the manifest (with the CSV's SHA-256), ``_SUCCESS``
+    last; a reader that finds it sees one run's files. A failure (a full disk, a PUT refused)
+    is an OutputError and leaves the previous result as it was (see ``publish``)."""
     csv = counts_csv_bytes(counts)
-    output.replace_counts(csv)
     result.counts_uri = output.counts_uri
+    density = None  # None removes a stale one from an earlier run: it would mislead
     if spec.with_density:
         from halo_lrg.science.density import density_table
 
         table = density_table(counts)
-        output.write_file(DENSITY_FILE, table.to_csv(index=False, float_format="%.10g",
-                                                     lineterminator="\n").encode())
+        density = table.to_csv(index=False, float_format="%.10g",
+                               lineterminator="\n").encode()
         result.density_uri = output.uri_of(DENSITY_FILE)
-    else:
-        output.remove_file(DENSITY_FILE)  # a stale one from an earlier run would mislead
-    output.write_manifest({**build_manifest(spec, result),
-                           "counts_sha256": hashlib.sha256(csv).hexdigest()})
-    output.remove_file(FAILURE_FILE)  # an earlier failure is not this result's story
-    output.write_file(SUCCESS_FILE, b"")
+    manifest = {**build_manifest(spec, result), "counts_sha256": hashlib.sha256(csv).hexdigest()}
+    output.publish(csv, manifest_bytes(manifest), {DENSITY_FILE: density})
 
 
 def summary_lines(result: RunResult) -> list[str]:
     ok = [f for f in result.files if f.status == "ok"]
+    if len(result.selections) > 1:
+        lrg = ", ".join(f"{name} {n:,}" for name, n in result.lrg_by_selection.items())
+    else:
+        lrg = f"{result.lrg:,}"
     lines = [
         f"files: {len(ok)} ok, {len(result.failed)} failed of {len(result.files)}",
-        f"rows: {sum(f.rows for f in ok):,}   LRGs: {result.lrg:,}   bricks: {result.bricks:,}"
+        f"rows: {sum(f.rows for f in ok):,}   LRGs: {lrg}   bricks: {result.bricks:,}"
         f"   time: {result.seconds:.1f} s",
         f"counts:   {result.counts_uri}",
         *([f"density:  {result.density_uri}"] if result.density_uri else []),
         f"manifest: {result.manifest_uri}",
     ]
+    if result.north_south is not None:
+        applied = "resolved" if result.north_south["applied"] else "not resolved"
+        lines.insert(2, f"north/south: {applied}: {result.north_south['reason']}")
     if result.reused:
         lines.insert(1, f"reused: {len(result.reused)} file(s) from stored partials "
                         "(not read; --no-resume counts everything)")

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 from typing import Any, Optional
 
 from halo_lrg.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+#: Spark's own patterns (SparkContext.createTaskScheduler): ``local[N]`` / ``local[*]``, and
+#: ``local[N, F]`` with its failure count.
+_LOCAL_N = re.compile(r"local\[([0-9]+|\*)\]")
+_LOCAL_N_F = re.compile(r"local\[([0-9]+|\*)\s*,\s*([0-9]+)\]")
 
 
 class SparkSetupError(RuntimeError):
@@ -39,12 +48,32 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def with_task_attempts(master: str, attempts: int) -> str:
+    """``master`` with ``attempts`` tries per task when it is a local master without its own
+    count: ``local`` → ``local[1,F]``, ``local[N]`` → ``local[N,F]``, ``local[*]`` →
+    ``local[*,F]``. Local mode otherwise tries each task once (``spark.task.maxFailures`` is
+    ignored there), so one Python worker that dies fails the run. ``local[N,F]``, cluster
+    masters (``local-cluster[...]``, ``spark://``, ``yarn``) and ``attempts == 1`` are left
+    as given; ``attempts < 1`` is a :class:`ValueError`."""
+    if attempts < 1:
+        raise ValueError(f"run.local_task_attempts must be at least 1, got {attempts}")
+    stripped = master.strip()
+    if attempts == 1 or _LOCAL_N_F.fullmatch(stripped):
+        return master
+    if stripped == "local":
+        return f"local[1,{attempts}]"
+    match = _LOCAL_N.fullmatch(stripped)
+    return f"local[{match.group(1)},{attempts}]" if match else master
+
+
 def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
     """The SparkSession for a run.
 
     ``master`` (a flag) wins; else spark-submit's master when it launched us; else
     ``run.master`` from the configuration (``local[*]``). For local masters the Python
-    workers are pointed at this interpreter, so they see the same installed packages.
+    workers are pointed at this interpreter, so they see the same installed packages, and a
+    master without a failure count gets ``run.local_task_attempts`` tries per task
+    (:func:`with_task_attempts`; logged).
     """
     try:
         from pyspark.sql import SparkSession
@@ -55,6 +84,14 @@ def get_spark(run: RunConfig, master: Optional[str] = None) -> Any:
     builder = SparkSession.builder.appName(run.app_name)
     chosen = master or ("" if under_submit else run.master)
     if chosen:
+        try:
+            retrying = with_task_attempts(chosen, run.local_task_attempts)
+        except ValueError as exc:
+            raise SparkSetupError(str(exc)) from None
+        if retrying != chosen:
+            log.info("master %s -> %s: a task whose worker dies is tried up to %d times "
+                     "(run.local_task_attempts)", chosen, retrying, run.local_task_attempts)
+            chosen = retrying
         builder = builder.master(chosen)
     if chosen.startswith("local") and not under_submit:
         check_java()

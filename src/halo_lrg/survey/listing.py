@@ -3,6 +3,11 @@
 Only boxes that have a file are listed by the server, so an index built from its listing
 never points at a box the survey skipped. Side files (``-pz``, ``-lc``, ``-ex``) are not sweeps.
 
+DR9 images the north twice (BASS/MzLS in ``dr9/north``, DECam in ``dr9/south``): an index of
+both regions (:func:`parse_regions`: ``north,south`` or ``both``) lists each folder's sweeps
+of the footprint, and a run over it resolves north/south as DESI does
+(``run.resolve``).
+
 Each sweep folder also publishes a SHA-256 list of its files
 (``legacysurvey_dr10_south_sweep_10.1.sha256sum``: ``<hex>  <name>`` lines):
 :func:`checksum_list_names` says what to look for beside a listing.
@@ -21,6 +26,49 @@ from halo_lrg.survey.names import parse_sweep_name
 _HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 RELEASES = {("dr10", "south"): "dr10_south_url", ("dr9", "south"): "dr9_south_url",
             ("dr9", "north"): "dr9_north_url"}
+
+
+#: The survey's photometric regions, in the order a combined index lists them.
+REGIONS = ("north", "south")
+
+
+def parse_regions(text: str) -> list[str]:
+    """``south``, ``north``, ``north,south`` (any order) or ``both``, as a list of regions
+    in the order given (``both``: north then south); ValueError naming a stranger."""
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    regions: list[str] = []
+    for name in names:
+        for region in (REGIONS if name == "both" else (name,)):
+            if region not in REGIONS:
+                raise ValueError(f"unknown region {name!r} (north, south, north,south or "
+                                 "both)")
+            if region not in regions:
+                regions.append(region)
+    if not regions:
+        raise ValueError("no region given (north, south, north,south or both)")
+    return regions
+
+
+def per_region(values: tuple[str, ...], regions: list[str], option: str) -> dict[str, str]:
+    """``--listing``/``--base-url`` values by region: ``REGION=VALUE`` each, or one plain
+    ``VALUE`` when there is one region; ValueError saying what is wrong."""
+    found: dict[str, str] = {}
+    for value in values:
+        region, sep, rest = value.partition("=")
+        if sep and region.strip().lower() in REGIONS:
+            region = region.strip().lower()
+            if region not in regions:
+                raise ValueError(f"{option} {value}: {region} is not among the regions "
+                                 f"({','.join(regions)})")
+        elif len(regions) == 1:
+            region, rest = regions[0], value
+        else:
+            raise ValueError(f"{option} {value}: with several regions say which one it is "
+                             f"for: {option} {regions[0]}=...")
+        if region in found:
+            raise ValueError(f"{option} given twice for {region}")
+        found[region] = rest
+    return found
 
 
 def release_url(index: IndexConfig, release: str, region: str) -> str:
