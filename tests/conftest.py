@@ -76,3 +76,33 @@ def built_wheel(tmp_path_factory) -> Path:
     from halo_lrg.aws.launch import ensure_wheel
 
     return ensure_wheel(tmp_path_factory.mktemp("dist"), emit=lambda _line: None)
+
+
+# --- S3 on loopback: moto's server speaks the real wire protocol -------------------------------
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(request, s3_endpoint, monkeypatch):
+    """A fresh bucket (the test module's ``BUCKET``); AWS_ENDPOINT_URL points the SDK (and,
+    through config, Spark's tasks) at the server."""
+    import boto3
+
+    bucket = getattr(request.module, "BUCKET", "halo-test")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+    yield client
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+    client.delete_bucket(Bucket=bucket)

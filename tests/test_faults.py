@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import urlparse
 
-import boto3
 import pytest
 
 from halo_lrg.io.output import (
@@ -296,30 +295,6 @@ def test_an_executor_jvm_killed_mid_run_gives_the_same_counts(spark, config, sam
 
 
 # --- 3. S3 refusing the result's PUTs ------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    """A fresh bucket; AWS_ENDPOINT_URL points the SDK (and, through config, the tasks) at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url=s3_endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
-
 
 def fast_retries(config, **remote):
     return config.replace(remote={"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05,

@@ -10,7 +10,6 @@ import os
 import threading
 import time
 
-import boto3
 import pytest
 
 from halo_lrg.io import s3 as s3mod
@@ -24,29 +23,6 @@ PART = 1000
 
 def payload(size: int, seed: int) -> bytes:
     return bytes((i * 7 + seed) % 251 for i in range(size))
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url=s3_endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
 
 
 @pytest.fixture
@@ -96,10 +72,10 @@ class Body:
 
 # --- 1. ranged GETs pinned to the ETag ----------------------------------------------------------
 
-def test_every_part_is_pinned_to_the_etag_of_one_head(bucket, remote, tmp_path):
+def test_every_part_is_pinned_to_the_etag_of_one_head(s3, remote, tmp_path):
     data = payload(3500, 1)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
-    etag = bucket.head_object(Bucket=BUCKET, Key="a.fits")["ETag"]
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    etag = s3.head_object(Bucket=BUCKET, Key="a.fits")["ETag"]
     wrapped = Wrapped(s3mod.client(remote))
     dest = tmp_path / "a.fits"
     size, got_etag = s3mod.fetch_parts(f"s3://{BUCKET}/a.fits", str(dest), remote,
@@ -109,7 +85,7 @@ def test_every_part_is_pinned_to_the_etag_of_one_head(bucket, remote, tmp_path):
     assert all(g["IfMatch"] == etag for g in wrapped.gets)
 
 
-def replace_before_part(bucket, key, start_of_part, new):
+def replace_before_part(s3, key, start_of_part, new):
     """A ``before`` hook that replaces the object (same size) just before the given part's
     GET, once."""
     done = []
@@ -117,20 +93,20 @@ def replace_before_part(bucket, key, start_of_part, new):
     def before(start, _kwargs):
         if start == start_of_part and not done:
             done.append(1)
-            bucket.put_object(Bucket=BUCKET, Key=key, Body=new)
+            s3.put_object(Bucket=BUCKET, Key=key, Body=new)
 
     return before
 
 
-def test_object_replaced_mid_download_is_refused_never_mixed(bucket, remote, tmp_path):
+def test_object_replaced_mid_download_is_refused_never_mixed(s3, remote, tmp_path):
     """moto honours If-Match on ranged GETs: the part after the replacement gets 412, which is
     a permanent error naming the old ETag; not retried, no later part fetched, file gone."""
     old, new = payload(3500, 1), payload(3500, 2)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
-    etag = bucket.head_object(Bucket=BUCKET, Key="a.fits")["ETag"].strip('"')
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
+    etag = s3.head_object(Bucket=BUCKET, Key="a.fits")["ETag"].strip('"')
     cfg_remote = _with(remote, s3_max_concurrency=1)  # parts strictly one after another
     wrapped = Wrapped(s3mod.client(cfg_remote),
-                      before=replace_before_part(bucket, "a.fits", 1000, new))
+                      before=replace_before_part(s3, "a.fits", 1000, new))
     seen = []
     dest = tmp_path / "a.fits"
     with pytest.raises(s3mod.ObjectChangedError,
@@ -142,15 +118,15 @@ def test_object_replaced_mid_download_is_refused_never_mixed(bucket, remote, tmp
     assert not dest.exists()
 
 
-def test_a_store_that_ignores_if_match_is_caught_by_the_response_etag(bucket, remote,
+def test_a_store_that_ignores_if_match_is_caught_by_the_response_etag(s3, remote,
                                                                       tmp_path):
     old, new = payload(3500, 1), payload(3500, 2)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
 
     def ignore_if_match(start, kwargs):
         kwargs.pop("IfMatch", None)
         if start == 1000:
-            bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=new)
+            s3.put_object(Bucket=BUCKET, Key="a.fits", Body=new)
 
     cfg_remote = _with(remote, s3_max_concurrency=1)
     wrapped = Wrapped(s3mod.client(cfg_remote), before=ignore_if_match)
@@ -160,11 +136,11 @@ def test_a_store_that_ignores_if_match_is_caught_by_the_response_etag(bucket, re
     assert not (tmp_path / "a").exists()
 
 
-def test_download_is_pinned_too_and_keeps_nothing_when_the_object_changes(bucket, remote,
+def test_download_is_pinned_too_and_keeps_nothing_when_the_object_changes(s3, remote,
                                                                           tmp_path):
     old, new = payload(3500, 1), payload(3500, 2)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
-    etag = bucket.head_object(Bucket=BUCKET, Key="a.fits")["ETag"]
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=old)
+    etag = s3.head_object(Bucket=BUCKET, Key="a.fits")["ETag"]
     plain = Wrapped(s3mod.client(remote))
     dest = tmp_path / "a.fits"
     assert s3mod.download(f"s3://{BUCKET}/a.fits", str(dest), remote, s3=plain) == len(old)
@@ -173,22 +149,22 @@ def test_download_is_pinned_too_and_keeps_nothing_when_the_object_changes(bucket
     dest.unlink()
     cfg_remote = _with(remote, s3_max_concurrency=1)
     changing = Wrapped(s3mod.client(cfg_remote),
-                       before=replace_before_part(bucket, "a.fits", 2000, new))
+                       before=replace_before_part(s3, "a.fits", 2000, new))
     with pytest.raises(s3mod.ObjectChangedError,
                        match=rf"ETag was {etag.strip(chr(34))}"):
         s3mod.download(f"s3://{BUCKET}/a.fits", str(dest), cfg_remote, s3=changing)
     assert changing.starts() == [0, 1000, 2000] and not dest.exists()
 
 
-def test_local_copy_reports_a_changed_object_as_a_permanent_source_error(bucket, remote,
+def test_local_copy_reports_a_changed_object_as_a_permanent_source_error(s3, remote,
                                                                          config, tmp_path,
                                                                          monkeypatch):
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(3500, 1))
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(3500, 1))
     cfg = config.replace(remote={**{k: getattr(remote, k) for k in (
         "s3_part_bytes", "max_attempts", "backoff_base_seconds", "backoff_max_seconds",
         "s3_endpoint_url")}, "s3_max_concurrency": 1, "tmp_dir": str(tmp_path)})
     real = s3mod.client(cfg.remote)
-    wrapped = Wrapped(real, before=replace_before_part(bucket, "a.fits", 1000,
+    wrapped = Wrapped(real, before=replace_before_part(s3, "a.fits", 1000,
                                                        payload(3500, 2)))
     monkeypatch.setattr(s3mod, "client", lambda _remote: wrapped)
     changed = r"^s3://halo-hardening/a\.fits: the object changed during download \(ETag was "
@@ -232,9 +208,9 @@ def test_pwrite_all_continues_short_writes_and_refuses_no_progress(tmp_path):
         os.close(fd)
 
 
-def test_parts_written_through_a_stingy_writer_are_whole(bucket, remote, tmp_path):
+def test_parts_written_through_a_stingy_writer_are_whole(s3, remote, tmp_path):
     data = payload(3500, 4)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
     dest = tmp_path / "a.fits"
     calls = []
     s3mod.fetch_parts(f"s3://{BUCKET}/a.fits", str(dest), remote, lambda _n: None,
@@ -245,9 +221,9 @@ def test_parts_written_through_a_stingy_writer_are_whole(bucket, remote, tmp_pat
 
 # --- 3. sizes that mean something --------------------------------------------------------------
 
-def test_a_short_part_is_retried_and_one_that_stays_short_is_refused(bucket, remote, tmp_path):
+def test_a_short_part_is_retried_and_one_that_stays_short_is_refused(s3, remote, tmp_path):
     data = payload(3500, 5)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
     cut = []
 
     def short_once(start, response):
@@ -274,11 +250,11 @@ def test_a_short_part_is_retried_and_one_that_stays_short_is_refused(bucket, rem
     assert all(n <= 1000 for n in seen) and not dest.exists()
 
 
-def test_a_part_with_the_wrong_content_range_is_not_accepted(bucket, remote, tmp_path):
+def test_a_part_with_the_wrong_content_range_is_not_accepted(s3, remote, tmp_path):
     """Right length, wrong place (or another object's total): the size of the body alone
     would have passed."""
     data = payload(3500, 6)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
     wrong = []
 
     def shifted_once(start, response):
@@ -301,10 +277,10 @@ def test_a_part_with_the_wrong_content_range_is_not_accepted(bucket, remote, tmp
                           s3=wrapped)
 
 
-def test_the_full_size_is_reported_only_for_bytes_really_written(bucket, remote, tmp_path):
+def test_the_full_size_is_reported_only_for_bytes_really_written(s3, remote, tmp_path):
     """The file is sized up front, so its length on disk proves nothing: a disk that accepts
     no bytes must fail the download, not report a prefix of zeros."""
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(3500, 7))
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(3500, 7))
     seen = []
     with pytest.raises(OSError, match="write made no progress"):
         s3mod.fetch_parts(f"s3://{BUCKET}/a.fits", str(tmp_path / "a"), remote, seen.append,
@@ -312,9 +288,9 @@ def test_the_full_size_is_reported_only_for_bytes_really_written(bucket, remote,
     assert seen == [] and not (tmp_path / "a").exists()
 
 
-def test_final_size_is_reported_after_every_byte_is_on_disk(bucket, remote, tmp_path):
+def test_final_size_is_reported_after_every_byte_is_on_disk(s3, remote, tmp_path):
     data = payload(3500, 8)
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
     dest = tmp_path / "a.fits"
     at_final = []
 
@@ -326,8 +302,8 @@ def test_final_size_is_reported_after_every_byte_is_on_disk(bucket, remote, tmp_
     assert at_final == [data]
 
 
-def test_an_empty_object_reports_zero_once(bucket, remote, tmp_path):
-    bucket.put_object(Bucket=BUCKET, Key="empty.fits", Body=b"")
+def test_an_empty_object_reports_zero_once(s3, remote, tmp_path):
+    s3.put_object(Bucket=BUCKET, Key="empty.fits", Body=b"")
     seen = []
     assert s3mod.download_parts_in_order(f"s3://{BUCKET}/empty.fits", str(tmp_path / "e"),
                                          remote, seen.append) == 0
@@ -336,10 +312,10 @@ def test_an_empty_object_reports_zero_once(bucket, remote, tmp_path):
 
 # --- 4. out-of-order parts ----------------------------------------------------------------------
 
-def test_progress_is_a_contiguous_prefix_when_later_parts_finish_first(bucket, remote,
+def test_progress_is_a_contiguous_prefix_when_later_parts_finish_first(s3, remote,
                                                                        tmp_path):
     data = payload(5500, 9)  # 6 parts, all in flight at once
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=data)
     cfg_remote = _with(remote, s3_max_concurrency=6)
     delays = {0: 0.6, 1000: 0.3, 3000: 0.45}
     lock = threading.Lock()
@@ -374,8 +350,8 @@ def test_progress_is_a_contiguous_prefix_when_later_parts_finish_first(bucket, r
     assert dest.read_bytes() == data
 
 
-def test_a_reader_that_gives_up_stops_the_other_parts(bucket, remote, tmp_path):
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(5500, 10))
+def test_a_reader_that_gives_up_stops_the_other_parts(s3, remote, tmp_path):
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(5500, 10))
     cfg_remote = _with(remote, s3_max_concurrency=1)
     wrapped = Wrapped(s3mod.client(cfg_remote),
                       before=lambda _s, _kw: time.sleep(0.05))
@@ -419,8 +395,8 @@ def test_each_retry_is_logged_with_what_attempt_cause_and_wait(config, caplog):
                      "s3://b/k.fits: HTTP 503 number 2; retry 2/2 in 0.2 s"]
 
 
-def test_a_retried_part_is_logged_with_its_range(bucket, remote, tmp_path, caplog):
-    bucket.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(2500, 11))
+def test_a_retried_part_is_logged_with_its_range(s3, remote, tmp_path, caplog):
+    s3.put_object(Bucket=BUCKET, Key="a.fits", Body=payload(2500, 11))
     cut = []
 
     def short_once(start, response):

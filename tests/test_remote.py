@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-import boto3
 import pytest
 from click.testing import CliRunner
 
@@ -31,30 +30,6 @@ def fast_retries(config, **extra):
 
 
 # --- servers -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint, monkeypatch):
-    """A fresh bucket; AWS_ENDPOINT_URL points the SDK (and, through config, the tasks) at it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    client = boto3.client("s3", region_name="us-east-1", endpoint_url=s3_endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=item["Key"])
-    client.delete_bucket(Bucket=BUCKET)
-
 
 class FaultyHandler(http.server.SimpleHTTPRequestHandler):
     """Serves a directory; each .fits path answers 503 first, then cuts the body short once,

@@ -24,7 +24,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from halo_lrg.science.density import TableError
+from halo_lrg.science.density import TableError, read_csv_table
 
 #: Randoms per deg² in each DR10 randoms file.
 RANDOMS_DENSITY = 2500.0
@@ -80,12 +80,7 @@ def area_table(counts: pd.DataFrame, n_files: int,
 def read_area_csv(path: Union[str, Path]) -> pd.DataFrame:
     """A ``brickname,…,area_eff_deg2`` CSV as written by ``halo-lrg area``: the names
     stripped, the area finite and not negative, each brick once."""
-    try:
-        frame = pd.read_csv(path, dtype={"brickname": str})
-    except FileNotFoundError:
-        raise TableError(f"{path}: no such file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise TableError(f"{path}: not a CSV table ({exc})") from None
+    frame = read_csv_table(path)
     missing = [c for c in ("brickname", "area_eff_deg2") if c not in frame.columns]
     if missing:
         raise TableError(f"{path}: not an area table (no {', '.join(missing)} column; make "

@@ -28,15 +28,21 @@ class TableError(ValueError):
     """A counts or QA table cannot be used; the message names the file and the problem."""
 
 
-def read_counts_csv(path: Union[str, Path]) -> pd.DataFrame:
-    """A counts CSV as written by ``halo-lrg run``: ``brickname,lrg_count``, or the wide
-    ``brickname,n_objects,<selection>,...`` of several selections (all its columns)."""
+def read_csv_table(path: Union[str, Path]) -> pd.DataFrame:
+    """A CSV with a ``brickname`` column read as text; a TableError naming the file when it
+    is missing or not CSV."""
     try:
-        frame = pd.read_csv(path, dtype={"brickname": str})
+        return pd.read_csv(path, dtype={"brickname": str})
     except FileNotFoundError:
         raise TableError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TableError(f"{path}: not a CSV table ({exc})") from None
+
+
+def read_counts_csv(path: Union[str, Path]) -> pd.DataFrame:
+    """A counts CSV as written by ``halo-lrg run``: ``brickname,lrg_count``, or the wide
+    ``brickname,n_objects,<selection>,...`` of several selections (all its columns)."""
+    frame = read_csv_table(path)
     header = [str(c) for c in frame.columns]
     if header[:2] == ["brickname", WIDE_OBJECTS] and len(header) > 2:
         columns = header[1:]
@@ -120,15 +126,8 @@ def density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame] = None,
     whose ``area_eff_deg2`` then follows ``area_deg2``)."""
     if selection_columns(counts):
         return _wide_density_table(counts, qa, area)
-    names = counts["brickname"].astype(str).str.strip()
-    bricks = brick_table(names.to_numpy())  # raises UnknownBrickError naming strangers
-    out = pd.DataFrame({
-        "brickname": names.to_numpy(),
-        "ra": bricks["ra"].to_numpy(),
-        "dec": bricks["dec"].to_numpy(),
-        "area_deg2": bricks["area_deg2"].to_numpy(),
-        "lrg_count": counts["lrg_count"].to_numpy().astype(np.int64),
-    })
+    out = _brick_columns(counts)
+    out["lrg_count"] = counts["lrg_count"].to_numpy().astype(np.int64)
     out["lrg_density"] = out["lrg_count"] / out["area_deg2"]
     own = list(DENSITY_COLUMNS)
     if area is not None:
@@ -142,6 +141,18 @@ def density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame] = None,
     return _with_qa(out, qa, own)
 
 
+def _brick_columns(counts: pd.DataFrame) -> pd.DataFrame:
+    """brickname (stripped), centre and exact area of each brick of ``counts``."""
+    names = counts["brickname"].astype(str).str.strip()
+    bricks = brick_table(names.to_numpy())  # raises UnknownBrickError naming strangers
+    return pd.DataFrame({
+        "brickname": names.to_numpy(),
+        "ra": bricks["ra"].to_numpy(),
+        "dec": bricks["dec"].to_numpy(),
+        "area_deg2": bricks["area_deg2"].to_numpy(),
+    })
+
+
 def _with_qa(out: pd.DataFrame, qa: Optional[pd.DataFrame], own: list[str]) -> pd.DataFrame:
     if qa is not None:
         extra = qa.drop(columns=[c for c in own if c in qa.columns and c != "brickname"])
@@ -152,14 +163,7 @@ def _with_qa(out: pd.DataFrame, qa: Optional[pd.DataFrame], own: list[str]) -> p
 def _wide_density_table(counts: pd.DataFrame, qa: Optional[pd.DataFrame],
                         area: Optional[pd.DataFrame]) -> pd.DataFrame:
     selections = selection_columns(counts)
-    names = counts["brickname"].astype(str).str.strip()
-    bricks = brick_table(names.to_numpy())  # raises UnknownBrickError naming strangers
-    out = pd.DataFrame({
-        "brickname": names.to_numpy(),
-        "ra": bricks["ra"].to_numpy(),
-        "dec": bricks["dec"].to_numpy(),
-        "area_deg2": bricks["area_deg2"].to_numpy(),
-    })
+    out = _brick_columns(counts)
     own = list(WIDE_DENSITY_COLUMNS)
     eff = None
     if area is not None:
