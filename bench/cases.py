@@ -6,7 +6,7 @@ Cases: floor, seed_astropy, fitsio_columns, fast_columns, count_fast, count_fits
 checksum (the SHA-256 of the whole file, as a run with a checksum list computes it),
 remote_http (ARGS: URL), http_ranges (ARGS: MB/s per connection), sequential (PATH is an
 index), spark and pool (PATH is an index; ARGS: cores), spark_tasks (PATH unused; ARGS: cores,
-plain|groupby|job).
+plain|groupby|job), index_scale (PATH a directory for 1,436 small sweeps; ARGS: cores).
 """
 
 from __future__ import annotations
@@ -486,10 +486,76 @@ def count_selections(path: str, names: str = "seed", resolve: str = "off") -> di
             "lrg": result.lrg, "selections": len(selections),
             "lrg_by_selection": list(result.lrg_by_selection)}
 
+INDEX_FILES = 1436  # DR10 south's sweeps
+
+
+def index_scale(directory: str, cores: str) -> dict:
+    """A DR10-south-sized index (1,436 small sweeps): the driver's planning time for a local
+    and a remote index (HEADs against a local server), and the Spark job's overhead per file
+    beyond the files' own counting, (job x cores - Σ task seconds) / files."""
+    import http.server
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from halo_lrg.config import load_config
+    from halo_lrg.spark.run import JobSpec, plan_inputs, run_job
+    from halo_lrg.spark.session import get_spark
+    from halo_lrg.survey.names import sweep_name
+    from halo_lrg.survey.synth import generate_sweep, sample_boxes
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, box in enumerate(sample_boxes(INDEX_FILES, 0.0, -60.0)):
+        path = root / sweep_name(box)
+        if not path.exists():
+            generate_sweep(path, box, 200, seed=k)
+        names.append(path.name)
+    local_index = root / "index.txt"
+    local_index.write_text("".join(f"{root / n}\n" for n in names))
+    config = load_config().replace(run={"master": f"local[{cores}]", "progress_interval": 1.0,
+                                        "resume": False, "resolve": "off"})
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote_index = root / "remote.txt"
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    remote_index.write_text("".join(f"{base}/{n}\n" for n in names))
+    with tempfile.TemporaryDirectory() as scratch:
+        timings = {}
+        for label, index in (("local", local_index), ("remote", remote_index)):
+            started = time.perf_counter()
+            inputs, sizes = plan_inputs(JobSpec(str(index), scratch, config))
+            timings[f"plan_{label}_seconds"] = time.perf_counter() - started
+            assert len(inputs.uris) == INDEX_FILES and None not in sizes
+        server.shutdown()
+        session = get_spark(config.run)
+        session.range(int(cores), numPartitions=int(cores)).mapInPandas(
+            lambda batches: (b for b in batches), "id long").collect()
+        started = time.perf_counter()
+        result = run_job(session, JobSpec(str(local_index), str(Path(scratch) / "out"), config),
+                         emit=lambda _l: None)
+        seconds = time.perf_counter() - started
+        session.stop()
+    counting = sum(f.seconds for f in result.files)
+    return {**timings, "seconds": seconds, "files": len(result.files),
+            "counting_seconds": counting,
+            "overhead_ms_per_file": (seconds * int(cores) - counting) / len(result.files) * 1e3}
+
+
 CASES = {f.__name__: f for f in (floor, seed_astropy, fitsio_columns, fast_columns, count_fast,
                                  count_fitsio, count_desi, checksum, remote_http, http_ranges,
                                  spark, pool, spark_tasks, sequential)}
 CASES[count_selections.__name__] = count_selections
+CASES[index_scale.__name__] = index_scale
 
 if __name__ == "__main__":
     case, path, *args = sys.argv[1:]
@@ -497,3 +563,4 @@ if __name__ == "__main__":
     out = CASES[case](path, *args)
     out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
+
