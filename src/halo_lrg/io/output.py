@@ -228,10 +228,7 @@ class OutputLocation:
                 writing = self.uri_of(name)
                 staged.append(self._stage_file(name, data))
         except OSError as exc:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            for tmp, _path in staged:
-                _remove_quietly(tmp)
+            _discard(staging, staged)
             raise OutputError(f"{writing}: {exc.strerror or exc} (nothing replaced: the "
                               "previous result, if any, is untouched)") from None
         *others, (success_tmp, success_path) = staged
@@ -246,10 +243,7 @@ class OutputLocation:
             self._remove(FAILURE_FILE)  # an earlier failure is not this result's story
             os.replace(success_tmp, success_path)
         except OSError as exc:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            for tmp, _path in staged:
-                _remove_quietly(tmp)
+            _discard(staging, staged)
             raise OutputError(f"{self.uri}: publishing the result failed "
                               f"({exc.strerror or exc}); no complete result there now "
                               f"({SUCCESS_FILE} missing)") from None
@@ -474,6 +468,14 @@ def _csv_matches_manifest(output: OutputLocation) -> bool:
         return False
     return isinstance(manifest, dict) and \
         manifest.get("counts_sha256") == hashlib.sha256(csv).hexdigest()
+
+
+def _discard(staging: Optional[str], staged: list[tuple[str, str]]) -> None:
+    """Remove what a failed publish staged: nothing of it may look like a result."""
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+    for tmp, _path in staged:
+        _remove_quietly(tmp)
 
 
 def _remove_quietly(path: str) -> None:
