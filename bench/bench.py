@@ -477,10 +477,11 @@ and a status row) but reading nothing, 200 tasks after a first job:
 
 `plain` is PySpark as it comes (its defaults: C2 JIT, code generation, adaptive execution,
 200 shuffle partitions), summing per brick with `groupBy` in Spark; `groupby` adds the
-worker and JVM tuning (`run.tune_python_workers`, `run.local_java_options`; see
-`halo_lrg/workertune.py`) and interpreted projections; `job` is what the job does: the same,
-with the per-file partials (already one row per brick) collected in one stage and summed on
-the driver, so no task does a partial aggregation or a shuffle write.
+worker and JVM tuning (`run.tune_python_workers`, opt-in, and `run.local_java_options`; see
+`halo_lrg/spark/tuning.py`), one shuffle partition and no adaptive execution; `job` is what
+the CLI's run does: the same, with the per-file partials (already one row per brick)
+collected in one stage and summed on the driver, so no task does a partial aggregation or a
+shuffle write.
 
 ## Cost model: all of DR10 south on EMR
 
