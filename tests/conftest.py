@@ -106,3 +106,34 @@ def s3(request, s3_endpoint, monkeypatch):
         for item in page.get("Contents", []):
             client.delete_object(Bucket=bucket, Key=item["Key"])
     client.delete_bucket(Bucket=bucket)
+
+
+# --- an AWS account as a first-time user sets it up, in moto ----------------------------------
+
+EMR_REGION = "us-east-1"
+#: Three sweeps (1,000, 2,000 and 3,000 bytes) that `emr_account` puts beside their index.
+ACCOUNT_SWEEPS = [f"sweeps/sweep-{k:03d}p000-{k + 5:03d}p005.fits" for k in (0, 5, 10)]
+
+
+@pytest.fixture
+def emr_account(request):
+    """moto's AWS with what `aws emr create-default-roles` makes, the test module's
+    ``BUCKET``, three sweeps under sweeps/ and their index s3://BUCKET/sweeps.txt; yields
+    the S3 client."""
+    import boto3
+    from moto import mock_aws
+
+    bucket = request.module.BUCKET
+    trust = '{"Version": "2012-10-17", "Statement": []}'
+    with mock_aws():
+        iam = boto3.client("iam", region_name=EMR_REGION)
+        iam.create_role(RoleName="EMR_DefaultRole", AssumeRolePolicyDocument=trust)
+        iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=trust)
+        iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
+        s3 = boto3.client("s3", region_name=EMR_REGION)
+        s3.create_bucket(Bucket=bucket)
+        for size, name in zip((1000, 2000, 3000), ACCOUNT_SWEEPS):
+            s3.put_object(Bucket=bucket, Key=name, Body=b"x" * size)
+        s3.put_object(Bucket=bucket, Key="sweeps.txt",
+                      Body="".join(f"s3://{bucket}/{n}\n" for n in ACCOUNT_SWEEPS).encode())
+        yield s3

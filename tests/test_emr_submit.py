@@ -18,7 +18,6 @@ from pathlib import Path
 import boto3
 import pytest
 from click.testing import CliRunner
-from moto import mock_aws
 
 from halo_lrg import __version__
 from halo_lrg.cli import main
@@ -26,16 +25,16 @@ from halo_lrg.config import load_config
 
 REGION = "us-east-1"
 BUCKET = "halo-submit-test"
-TRUST = '{"Version": "2012-10-17", "Statement": []}'
 FLAGS = ["--region", REGION, "--sweep-index-s3", f"s3://{BUCKET}/sweeps.txt",
          "--output-prefix", f"s3://{BUCKET}/run1", "--code-prefix", f"s3://{BUCKET}/code",
          "--log-uri", f"s3://{BUCKET}/logs"]
+#: The sweeps the emr_account fixture (tests/conftest.py) puts beside the index.
 SWEEPS = [f"sweeps/sweep-{k:03d}p000-{k + 5:03d}p005.fits" for k in (0, 5, 10)]
 PINS = load_config(env={}).emr.bootstrap_packages.split()
 
 
 @pytest.fixture
-def account(monkeypatch, built_wheel):
+def account(monkeypatch, built_wheel, emr_account):
     """What a first-time user has after the README's set-up: the default EMR roles, a
     bucket, three sweeps and their index; `submit` uses the session's wheel (no rebuild)."""
     monkeypatch.setattr("halo_lrg.aws.launch.ensure_wheel", lambda **_kw: built_wheel)
@@ -43,18 +42,7 @@ def account(monkeypatch, built_wheel):
     for name in list(os.environ):
         if name.startswith("HALO_LRG_") and name != "HALO_LRG_EMR__POLL_INTERVAL_SECONDS":
             monkeypatch.delenv(name)
-    with mock_aws():
-        iam = boto3.client("iam", region_name=REGION)
-        iam.create_role(RoleName="EMR_DefaultRole", AssumeRolePolicyDocument=TRUST)
-        iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=TRUST)
-        iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        for size, name in zip((1000, 2000, 3000), SWEEPS):
-            s3.put_object(Bucket=BUCKET, Key=name, Body=b"x" * size)
-        s3.put_object(Bucket=BUCKET, Key="sweeps.txt",
-                      Body="".join(f"s3://{BUCKET}/{n}\n" for n in SWEEPS).encode())
-        yield s3
+    return emr_account
 
 
 def invoke(*args: str):

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from halo_lrg.aws.preflight import run_checks, sample
 from halo_lrg.config import load_config
 
 REGION = "us-east-1"
 BUCKET = "halo-preflight"
-TRUST = '{"Version": "2012-10-17", "Statement": []}'
 
 
 def settings(**changes):
@@ -22,26 +20,14 @@ def settings(**changes):
 
 
 @pytest.fixture
-def account():
+def account(emr_account):
     """A fresh account with what `aws emr create-default-roles` makes, a bucket, an index of
     three sweeps that exist, and a subnet."""
-    with mock_aws():
-        iam = boto3.client("iam", region_name=REGION)
-        iam.create_role(RoleName="EMR_DefaultRole", AssumeRolePolicyDocument=TRUST)
-        iam.create_role(RoleName="EMR_EC2_DefaultRole", AssumeRolePolicyDocument=TRUST)
-        iam.create_instance_profile(InstanceProfileName="EMR_EC2_DefaultRole")
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        names = [f"sweeps/sweep-{k:03d}p000-{k + 5:03d}p005.fits" for k in (0, 5, 10)]
-        for name in names:
-            s3.put_object(Bucket=BUCKET, Key=name, Body=b"SIMPLE")
-        s3.put_object(Bucket=BUCKET, Key="sweeps.txt",
-                      Body="".join(f"s3://{BUCKET}/{n}\n" for n in names).encode())
-        ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-        yield {"session": boto3.session.Session(region_name=REGION), "subnet": subnet,
-               "s3": s3}
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    return {"session": boto3.session.Session(region_name=REGION), "subnet": subnet,
+            "s3": emr_account}
 
 
 def checks_of(account, config, types=("m5.xlarge",), subnet=""):
