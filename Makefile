@@ -48,14 +48,16 @@ install: $(STAMP)
 # the effective area from the randoms, and the density map over it.
 run: $(STAMP) check-java
 	$(BIN)/halo-lrg synth $(OUT)/sample --files $(SAMPLE_FILES) --rows $(SAMPLE_ROWS) --randoms $(SAMPLE_RANDOMS)
-	$(BIN)/halo-lrg run --index $(OUT)/sample/index.txt --output $(OUT)/run --selection desi-lrg
-	$(BIN)/halo-lrg area --randoms $(OUT)/sample/randoms.txt --output $(OUT)/run/area.csv
+	$(BIN)/halo-lrg run --index $(OUT)/sample/index.txt --output $(OUT)/run --selection desi-lrg --healpix-nside 64
+	$(BIN)/halo-lrg area --randoms $(OUT)/sample/randoms.txt --output $(OUT)/run/area.csv --healpix-nside 64
 	$(BIN)/halo-lrg density $(OUT)/run/lrg_counts_per_brick/part-00000.csv --area $(OUT)/run/area.csv --output $(OUT)/run/lrg_density.csv
+	$(BIN)/halo-lrg plot --healpix $(OUT)/run/lrg_healpix.csv --area $(OUT)/run/area_healpix64.csv --output $(OUT)/run/lrg_healpix_map.png
 	$(BIN)/halo-lrg plot $(OUT)/run/lrg_density.csv --output $(OUT)/run/lrg_density_map.png
 	@echo
 	@echo "LRG counts per brick: $(OUT)/run/lrg_counts_per_brick/part-00000.csv"
 	@echo "manifest:             $(OUT)/run/manifest.json"
-	@echo "effective area:       $(OUT)/run/area.csv"
+	@echo "effective area:       $(OUT)/run/area.csv, per pixel $(OUT)/run/area_healpix64.csv"
+	@echo "HEALPix map (nside 64): $(OUT)/run/lrg_healpix.csv, .fits; $(OUT)/run/lrg_healpix_map.png"
 	@echo "density table, map:   $(OUT)/run/lrg_density.csv, $(OUT)/run/lrg_density_map.png"
 
 test: $(STAMP) check-java

@@ -2,6 +2,8 @@
 
     python -m bench.bench [--rows 2000000] [--repeat 3] [--quick] [--bandwidth 40]
                           [--conn-bandwidth 16]
+    python -m bench.bench --only cost    # DR10 south's time and cost from the last
+                                         # run's measurements (docs/benchmarks.json)
 
 Every case runs in a fresh process (peak RSS is the case's own) on the same generated
 DR10-schema sweep, page cache warm, median of --repeat runs. This machine is shared and
@@ -19,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -29,10 +32,16 @@ DATA = REPO / "bench" / "data"
 OBJECT_DENSITY = 150_000.0
 
 # The cost model is halo_lrg.aws.estimate's (what `halo-lrg submit` prints before launching):
-# its per-task S3 rate, network caps and prices are the assumptions; the data set's are here.
+# its per-task S3 rate, network caps and prices are the assumptions; the data set's are here,
+# from a third-party inventory's spot checks (docs/benchmarks.md names it).
 DR10_SOUTH_FILES = 1436
-DR10_SOUTH_BYTES = 1.6e12          # 1.4-1.8 TB estimated (reference §1)
-COST_INSTANCE = "m5.xlarge"        # the default core and master type
+DR10_SOUTH_BYTES = 1.6e12           # 1.4-1.8 TB estimated: the middle
+DR10_SOUTH_LARGEST = 4.0e6 * 505    # sweep-000m005-005p000, ~4M objects of 505 bytes
+COST_NODES = (2, 4, 8)              # core nodes in the table
+COST_INSTANCES = ("m5.xlarge", "m5.2xlarge")  # core types; the master keeps the config's
+COST_HEADING = "## DR10 south: estimated time and cost"
+# What earlier generators titled the section, replaced by `--only cost` too.
+COST_HEADINGS = (COST_HEADING, "## Cost model")
 
 
 def machine() -> str:
@@ -141,8 +150,15 @@ def warm(path: Path) -> None:
     subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
 
 
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("cost",),
+                        help="only this section, from the measurements already in the "
+                             "--out JSON (cost: DR10 south's time and cost, no measuring)")
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 2_000_000)))
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", 3)))
     parser.add_argument("--bandwidth", type=float, default=40.0, help="remote case, MB/s")
@@ -157,6 +173,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small files, one repeat")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if args.only == "cost":
+        return only_cost(args.out)
     if args.quick:
         args.rows, args.repeat, args.spark_rounds = 300_000, 1, 1
     small_rows, large_rows = args.rows // 4, args.rows * 2
@@ -225,17 +243,209 @@ def main() -> int:
     print(f"HTTP ranges at {args.conn_bandwidth:g} MB/s per connection", flush=True)
     ranged = run_case("http_ranges", small, str(args.conn_bandwidth), repeat=args.repeat)
 
-    report = render(args, size, r, flat, small_rows, large_rows, spark, cores,
-                    remote, small.stat().st_size, ranged, scale)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
     raw = {"rows": args.rows, "bytes": size, "cases": r, "memory_flatness": flat,
            "spark": spark, "remote": remote, "bandwidth_mb_s": args.bandwidth,
            "http_ranges": ranged, "index_scale": scale,
-           "machine": machine()}
+           "machine": machine(), "measured_at": now()}
+    # Last, from this run's measurements: DR10 south's time and cost (no measuring here).
+    raw["cost"] = cost_model(raw)
+    report = render(args, size, r, flat, small_rows, large_rows, spark, cores,
+                    remote, small.stat().st_size, ranged, scale, raw["cost"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     print(f"-> {args.out}")
     return 0
+
+
+def cost_model(raw: dict) -> dict:
+    """DR10 south's time and cost on 2, 4 and 8 core nodes, from S3 and from NERSC, by
+    halo_lrg.aws.estimate fed with a run's measurements (``raw``: the benchmarks JSON) where
+    this machine measures them and its labelled assumptions otherwise. Pure computation."""
+    from halo_lrg.aws.emr import spark_resources
+    from halo_lrg.aws.estimate import S3, cluster_groups, estimate, https_source
+    from halo_lrg.config import load_config
+
+    try:
+        count, ranged, file_bytes = (raw["cases"]["count_fast"], raw["http_ranges"],
+                                     raw["bytes"])
+        measured = {
+            "cpu_mb_s": file_bytes / 1e6 / count["seconds"],  # one core, counting only
+            "file_mb": file_bytes / 1e6, "count_seconds": count["seconds"],
+            "cap_mb_s": ranged["mb_per_second"], "one_rate_b": ranged["one_rate_b"],
+            "parts_rate_b": ranged["parts_rate_b"],
+            "parts_gain": ranged["parts_rate_b"] / ranged["one_rate_b"],
+            "ranged_mb": ranged["bytes"] / 1e6,
+            "measured_at": raw.get("measured_at", ""), "machine": raw.get("machine", "")}
+    except KeyError as exc:
+        raise SystemExit(f"benchmarks JSON: no measurement {exc} (the count_fast and "
+                         "http_ranges cases): run `make bench`") from None
+    config = load_config(env={})  # the shipped defaults, whatever this shell exports
+    host_connections = config.remote.max_connections_per_host
+    sources = {"S3": S3, "NERSC": https_source(measured["parts_gain"], host_connections)}
+    rest = (DR10_SOUTH_BYTES - DR10_SOUTH_LARGEST) / (DR10_SOUTH_FILES - 1)
+    sizes = [int(DR10_SOUTH_LARGEST)] + [int(rest)] * (DR10_SOUTH_FILES - 1)
+    rows = []
+    for key, source in sources.items():
+        for instance_type in COST_INSTANCES:
+            for nodes in COST_NODES:
+                emr = config.replace(emr={"core_instance_type": instance_type,
+                                          "core_count": nodes, "task_count": 0}).emr
+                groups = cluster_groups(emr, spark_resources(emr))
+                result = estimate(sizes, groups, source, cpu_mb_s=measured["cpu_mb_s"])
+                slots = sum(g.count * g.tasks_per_node for g in groups)
+                rows.append({"source": key, "master": emr.instance_type,
+                             "instance_type": instance_type, "nodes": nodes,
+                             "tasks": min(slots, DR10_SOUTH_FILES),
+                             "task_mb_s": result.task_mb_s, "rate_mb_s": result.rate_mb_s,
+                             "limit": result.limit, "read_seconds": result.read_seconds,
+                             "seconds": result.seconds, "hourly_usd": result.hourly_usd,
+                             "cost_usd": result.cost_usd,
+                             "cpu_share": result.rate_mb_s / (slots * measured["cpu_mb_s"])})
+    return {"measured": measured, "computed_at": now(), "rows": rows,
+            "files": DR10_SOUTH_FILES, "bytes": DR10_SOUTH_BYTES,
+            "largest_bytes": DR10_SOUTH_LARGEST, "host_connections": host_connections,
+            "sources": {key: {"name": s.name, "task_mb_s": s.task_mb_s, "basis": s.basis,
+                              "note": s.note} for key, s in sources.items()}}
+
+
+def markdown_table(header: str, align: str, rows: list) -> str:
+    """A markdown table: ``header`` and ``align`` as their lines read, then one line a row."""
+    return "\n".join([header, align] + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render_cost(cost: dict) -> str:
+    """docs/benchmarks.md's section for :func:`cost_model`'s result."""
+    from halo_lrg.aws.estimate import (
+        LIMIT_CPU,
+        LIMIT_HOST_CONNECTIONS,
+        NERSC_CONNECTION_MB_S,
+        PRICES,
+        PRICES_SOURCE,
+        STARTUP_SECONDS,
+        TASK_READ_MB_S,
+        network_mb_s,
+    )
+    from halo_lrg.aws.progress import human_duration
+
+    m, rows = cost["measured"], cost["rows"]
+    nersc, connections = cost["sources"]["NERSC"], cost["host_connections"]
+    types = dict.fromkeys([rows[0]["master"], *COST_INSTANCES])
+    measured = markdown_table("| figure | value | case |", "|---|---:|---|", [
+        ("one core's counting rate",
+         f"{m['cpu_mb_s']:,.0f} MB/s ({1e3 / m['cpu_mb_s']:.2f} ms CPU a MB)",
+         f"`count_sweep` (seed cuts), {m['file_mb']:,.0f} MB in {m['count_seconds']:.3f} s"),
+        (f"one connection, the server capping each at B = {m['cap_mb_s']:g} MB/s",
+         f"{m['one_rate_b']:.2f} B", f"HTTP ranges, one stream, {m['ranged_mb']:,.0f} MB"),
+        ("4 ranged parts, the same server",
+         f"{m['parts_rate_b']:.2f} B: **{m['parts_gain']:.2f}x** one stream",
+         "HTTP ranges, `remote.http_parts` = 4"),
+    ])
+    assumed = markdown_table("| figure | value | source |", "|---|---:|---|", [
+        ("DR10 south",
+         f"{cost['files']:,} sweeps, {cost['bytes'] / 1e12:.1f} TB, largest "
+         f"{cost['largest_bytes'] / 1e9:.1f} GB",
+         "reference facts §1, from a third-party inventory's spot checks: 0.70-1.87 GB a "
+         "file, 1.4-1.8 TB in all (the middle taken: the time scales with it); the largest, "
+         "`sweep-000m005-005p000`, ~4M objects x 505 B"),
+        ("one task reading S3 in-region", f"{TASK_READ_MB_S:g} MB/s",
+         "a single streamed GET (`TASK_READ_MB_S`); halo-lrg's 8 ranged GETs a file can do "
+         "better"),
+        ("one HTTPS connection, us-east-1 to portal.nersc.gov",
+         f"{NERSC_CONNECTION_MB_S:g} MB/s",
+         "a long-haul TCP stream is bounded by its window over the round trip (ESnet "
+         "fasterdata): 3-6 MB over ~70 ms coast to coast is 45-90 MB/s at best, loss keeps "
+         "it lower; no figure is published for the portal (`NERSC_CONNECTION_MB_S`)"),
+        ("connections to one host, a node", f"{connections}",
+         "halo-lrg's own limit, `remote.max_connections_per_host` (polite to a public "
+         "portal)"),
+        ("node baseline network",
+         ", ".join(f"{t} {network_mb_s(t):g} MB/s" for t in COST_INSTANCES),
+         "EC2 instance-type tables, \"Network specifications\" (1.25 / 2.5 Gbit/s "
+         "sustained; bursts last minutes)"),
+        ("a node-hour, EC2 + EMR",
+         ", ".join(f"{t} ${PRICES[t].ec2:g} + ${PRICES[t].emr:g}" for t in types),
+         PRICES_SOURCE),
+        ("provisioning and bootstrap", f"{STARTUP_SECONDS / 60:.0f} min",
+         "billed on every node: EMR clusters take 5-15 min to reach RUNNING, plus the "
+         "bootstrap's pip install (`STARTUP_SECONDS`)"),
+    ])
+    table = markdown_table(
+        "| source | core type | core nodes | tasks at once | MB/s a task | MB/s | limit "
+        "| wall time | $/h | cost |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        [(row["source"], row["instance_type"], str(row["nodes"]), str(row["tasks"]),
+          f"{row['task_mb_s']:,.0f}", f"{row['rate_mb_s']:,.0f}", row["limit"],
+          f"{human_duration(row['seconds'])} ({row['seconds'] / 3600:.2f} h)",
+          f"${row['hourly_usd']:.2f}", f"**${row['cost_usd']:,.2f}**") for row in rows])
+    limits = sorted({row["limit"] for row in rows})
+    if LIMIT_CPU in limits:
+        cpu = "The CPU binds where it is named: a core counts slower than the source delivers."
+    else:
+        cpu = (f"The CPU never does: the cores count at most "
+               f"{max(row['cpu_share'] for row in rows):.1%} of the time "
+               f"({m['cpu_mb_s']:,.0f} MB/s a core).")
+    s3 = [row for row in rows if row["source"] == "S3"]
+    fastest = min(s3, key=lambda row: row["seconds"])
+    slowest = max(s3, key=lambda row: row["seconds"])
+    cheapest = min(s3, key=lambda row: row["cost_usd"])
+    dearest = max(s3, key=lambda row: row["cost_usd"])
+    capped = [row for row in rows if row["limit"] == LIMIT_HOST_CONNECTIONS]
+    host = (f" Where \"{LIMIT_HOST_CONNECTIONS}\" binds, a node's {connections} connections "
+            f"to the portal ({connections * NERSC_CONNECTION_MB_S:g} MB/s) carry less than "
+            "its network: a higher `remote.max_connections_per_host` would be faster, at "
+            "the portal's expense." if capped else "")
+    notes = "\n".join(textwrap.fill(note, 92, initial_indent="* ", subsequent_indent="  ")
+                      for note in (
+        f"Limits that bind here: {', '.join(limits)}. {cpu}",
+        f"From S3: {human_duration(slowest['seconds'])} ({slowest['nodes']} x "
+        f"{slowest['instance_type']}) down to {human_duration(fastest['seconds'])} "
+        f"({fastest['nodes']} x {fastest['instance_type']}) for ${cheapest['cost_usd']:,.2f} "
+        f"to ${dearest['cost_usd']:,.2f}: reading takes the same node-hours however many "
+        "nodes share it; the start-up is paid on every node, and the master for the whole "
+        "run.",
+        "From NERSC, the rate of one connection is assumed (above) and the parts' gain "
+        "measured against a local server capping each connection, not over the long-haul "
+        f"path; {nersc['note']}.{host}",
+        "Not counted: copying the sweeps to S3 first and storing them there, and request "
+        "charges."))
+    when = f" (measured {m['measured_at']})" if m.get("measured_at") else ""
+    nersc_rate = (f"{NERSC_CONNECTION_MB_S:g} x {m['parts_gain']:.2f} (measured) = "
+                  f"{nersc['task_mb_s']:,.0f} MB/s")
+    return f"""{COST_HEADING}
+
+Computed on {cost['computed_at']} as the last step of `make bench`, or alone by
+`python -m bench.bench --only cost`, from the measurements in `docs/benchmarks.json`{when}.
+The model is `halo_lrg/aws/estimate.py`'s, the one `halo-lrg submit` prints before it
+launches; this section feeds it what this machine can measure.
+
+**Measured** (this machine, by the cases above):
+
+{measured}
+
+**Assumed** (labelled in `halo_lrg/aws/estimate.py` and `bench/bench.py`, with sources):
+
+{assumed}
+
+**Formula** (one task per file and per vCPU; a task counts while it downloads):
+
+```
+task  = min(the source's rate a task, one core's counting rate)
+        S3: {TASK_READ_MB_S:g} MB/s; NERSC: {nersc_rate}
+node  = min(tasks x task, node baseline, connections per host x connection)
+rate  = Σ over the core nodes (no more tasks at once than files)
+time  = max(bytes / rate, largest file / task) + start-up
+cost  = time x (master + core nodes) x (EC2 + EMR) $/h
+```
+
+Each row's master is the configuration's ({rows[0]['master']}); the core nodes' executors
+come from `spark_resources`, as `submit` sizes them (m5.xlarge: 1 executor x 4 cores,
+m5.2xlarge: 2 x 4). "limit" names the term that sets the rate.
+
+{table}
+
+{notes}
+"""
 
 
 ROUNDS_HEADER = ("| round | Σ per-file (s) | Σ / cores (s) | Spark job (s) | ratio "
@@ -287,6 +497,36 @@ def spark_summary(rounds: list[dict], cores: int) -> dict:
     }
 
 
+def only_cost(out: Path) -> int:
+    """``--only cost``: DR10 south's time and cost from the measurements already in
+    ``out``'s JSON, written into that JSON and in place of its section of ``out``."""
+    data = out.with_suffix(".json")
+    try:
+        raw = json.loads(data.read_text())
+        report = out.read_text()
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{data}: no earlier measurements to use ({exc}): run `make bench`"
+                         ) from None
+    raw["cost"] = cost_model(raw)
+    section = render_cost(raw["cost"])
+    starts = [report.find(f"\n{heading}") for heading in COST_HEADINGS]
+    start = min((at for at in starts if at >= 0), default=-1)
+    if start < 0:
+        report = report.rstrip("\n") + "\n\n" + section
+    else:
+        end = report.find("\n## ", start + 1)
+        report = (report[:start + 1] + section
+                  + (report[end:].lstrip("\n").join(["\n", ""]) if end >= 0 else ""))
+    out.write_text(report)
+    data.write_text(json.dumps(raw, indent=2, default=str) + "\n")
+    for row in raw["cost"]["rows"]:
+        print(f"  {row['source']:<5} {row['nodes']} x {row['instance_type']:<10} "
+              f"{row['rate_mb_s']:7,.0f} MB/s ({row['limit']}) "
+              f"{row['seconds'] / 3600:5.2f} h  ${row['cost_usd']:,.2f}", flush=True)
+    print(f"-> {out} ({COST_HEADING[3:]})")
+    return 0
+
+
 def ranged_targets(ranged: dict) -> list[tuple[str, str, bool]]:
     """The ranged-HTTP case's targets: 4 parts against one stream, each connection capped at
     B; a connection cut at 90% of the file, resumed."""
@@ -307,7 +547,7 @@ def ranged_targets(ranged: dict) -> list[tuple[str, str, bool]]:
 
 
 def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
-           remote_size, ranged, scale) -> str:
+           remote_size, ranged, scale, cost) -> str:
     mb = size / 1e6
 
     def row(name, case, note=""):
@@ -330,28 +570,6 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
     def verdict(ok):
         return "**met**" if ok else "**missed**"
 
-    # Cost model (halo_lrg.aws.estimate) from the measured per-core rate, capped by the
-    # assumed per-task S3 rate: the default cluster, 1 master + 2 core nodes, one task a vCPU.
-    from halo_lrg.aws.estimate import (
-        PRICES,
-        PRICES_SOURCE,
-        TASK_READ_MB_S,
-        network_mb_s,
-        node_rate_mb_s,
-        nodes_for,
-    )
-
-    cpu_rate = mb / ours["seconds"]                     # MB/s per core, processing only
-    task_rate = min(cpu_rate, TASK_READ_MB_S)           # counted while it downloads
-    nodes, vcpus = 2, 4                                 # default core group: 2 x m5.xlarge
-    node_rate = node_rate_mb_s(COST_INSTANCE, vcpus, task_rate)  # network-capped
-    price = PRICES[COST_INSTANCE]
-    node_price = price.hourly
-    hourly = (nodes + 1) * node_price                   # master + core nodes
-    hours = DR10_SOUTH_BYTES / 1e6 / (nodes * node_rate) / 3600
-    nodes_1h = nodes_for(DR10_SOUTH_BYTES, 3600, node_rate)
-    cost_1h = (nodes_1h + 1) * node_price
-
     small_rss, large_rss = flat[small_rows]["peak_rss_mb"], flat[large_rows]["peak_rss_mb"]
     targets = [
         ("count_sweep ≥ 5x faster than the seed's approach", f"{speedup:.1f}x",
@@ -364,8 +582,10 @@ def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
          f"{ours['seconds']:.3f} s), {shuffled_rss:.2f}x memory",
          shuffled_time <= 1.1 and shuffled_rss <= 1.1),
         (f"{scale['files']:,}-file index: driver and Spark overhead ≤ 15 ms a file "
-         f"({cores} cores)", f"{scale['overhead_ms_per_file']:.1f} ms a file "
-         f"(job {scale['seconds']:.1f} s, files' own counting {scale['counting_seconds']:.1f} s)",
+         f"({cores} cores, default settings)", f"{scale['overhead_ms_per_file']:.1f} ms a file "
+         f"(job {scale['seconds']:.1f} s, files' own counting {scale['counting_seconds']:.1f} s; "
+         f"small files read several to a task: {scale.get('tasks', '?')} tasks, "
+         "run.pack_bytes)",
          scale["overhead_ms_per_file"] <= 15),
         (f"planning {scale['files']:,} remote entries (HEADs, local server) ≤ 10 s",
          f"{scale['plan_remote_seconds']:.2f} s (local paths {scale['plan_local_seconds']:.2f} s)",
@@ -483,28 +703,7 @@ the CLI's run does: the same, with the per-file partials (already one row per br
 collected in one stage and summed on the driver, so no task does a partial aggregation or a
 shuffle write.
 
-## Cost model: all of DR10 south on EMR
-
-The model is `halo_lrg/aws/estimate.py`'s, the one `halo-lrg submit` prints before it
-launches. Assumptions (the data set's in `bench/bench.py`, the rest in that module):
-{DR10_SOUTH_FILES} files, {DR10_SOUTH_BYTES / 1e12:.1f} TB (1.4-1.8 TB estimated); one
-task's S3 throughput {TASK_READ_MB_S:g} MB/s, overlapped with processing (streamed reads);
-{COST_INSTANCE} (4 vCPU) at ${price.ec2}/h EC2 + ${price.emr}/h EMR ({PRICES_SOURCE});
-one task per vCPU.
-
-* Measured processing rate per core: **{cpu_rate:,.0f} MB/s**; per task, streaming from S3:
-  **{task_rate:,.0f} MB/s**; per node, {vcpus} tasks capped by the node's network
-  ({network_mb_s(COST_INSTANCE):g} MB/s sustained): **{node_rate:,.0f} MB/s**.
-* Default cluster (1 master + {nodes} core m5.xlarge): **{hours:.1f} h**, about
-  **${hours * hourly:,.2f}** (${hourly:.2f}/h).
-* To finish in one hour: **{nodes_1h} core m5.xlarge** (+1 master), about
-  **${cost_1h:,.2f}** for the hour. At most {DR10_SOUTH_FILES} tasks exist (one per file), so
-  beyond {DR10_SOUTH_FILES // vcpus} nodes more nodes only idle.
-
-The network, not the CPU, sets the pace: the read path runs at {cpu_rate:,.0f} MB/s a core,
-~{cpu_rate / TASK_READ_MB_S:.0f}x what one S3 stream delivers. Reading the public sweeps
-straight from NERSC over HTTPS is slower still; copy them to S3 in the cluster's region first.
-"""
+{render_cost(cost)}"""
 
 
 if __name__ == "__main__":

@@ -547,7 +547,7 @@ def index_scale(directory: str, cores: str) -> dict:
         session.stop()
     counting = sum(f.seconds for f in result.files)
     return {**timings, "seconds": seconds, "files": len(result.files),
-            "counting_seconds": counting,
+            "tasks": result.plan["tasks"], "counting_seconds": counting,
             "overhead_ms_per_file": (seconds * int(cores) - counting) / len(result.files) * 1e3}
 
 

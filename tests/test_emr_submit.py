@@ -130,6 +130,26 @@ def test_the_effective_configuration_is_uploaded_and_passed_to_the_step(account,
     assert b"run_job_script" in (repo / "jobs" / "lrg_density.py").read_bytes()
 
 
+def uploaded_config(s3):
+    """The configuration the (only) submission uploaded for its step."""
+    (key,) = [k for k in keys(s3, "code/") if k.endswith("/halo-lrg.toml")]
+    return load_config(env={}, data=s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+@pytest.mark.parametrize("flag, mode", [("--no-resolve", "off"), ("--resolve", "on"),
+                                        (None, "auto")])
+def test_north_south_resolution_and_the_checksum_list_reach_the_step(account, flag, mode):
+    listing = f"s3://{BUCKET}/lists/dr9_north_south_sweep_9.0.sha256sum"
+    result = invoke("submit", *FLAGS, *([flag] if flag else []), "--checksums", listing)
+    cluster_id = cluster_of(result)
+    config = uploaded_config(account)
+    assert config.run.resolve == mode and config.run.checksums == listing
+    (step,) = boto3.client("emr", region_name=REGION).list_steps(ClusterId=cluster_id)["Steps"]
+    args = step["Config"]["Args"]
+    # one source: the uploaded file carries them, the step gets only --config
+    assert not {"--resolve", "--no-resolve", "--checksums"} & set(args)
+
+
 def test_unchanged_artefacts_are_not_uploaded_again_and_a_new_wheel_is_a_new_set(
         account, built_wheel, tmp_path):
     first = invoke("submit", *FLAGS)

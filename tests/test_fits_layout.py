@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from halo_lrg.config import load_config
 from halo_lrg.count.local import count_sweep_file
 from halo_lrg.count.streaming import GrowingDownload, _stream_chunks, stream_count
-from halo_lrg.fits.layout import BLOCK, MAX_HEADER_BLOCKS, find_table
+from halo_lrg.fits.layout import BLOCK, MAX_HEADER_BLOCKS, RecordColumns, find_table
 from halo_lrg.fits.reader import SweepError, file_reader, iter_column_chunks
 from halo_lrg.science.cuts import dereddened_flux, get_selection
 from halo_lrg.survey.names import SweepBox
@@ -264,6 +264,33 @@ def test_every_path_reads_every_layout_as_astropy_does(table, chunk_rows):
                 fast = np.char.rstrip(np.char.decode(fast, "ascii"))
             assert fast.shape == reference.shape, column
             np.testing.assert_array_equal(fast, reference, err_msg=f"astropy {column}")
+
+
+@settings(max_examples=40, deadline=None)
+@given(table=tables(), chunk_rows=st.sampled_from([1, 5, 1000]), data=st.data())
+def test_a_lazily_decoded_chunk_is_the_eager_chunk_whole_or_at_any_rows(table, chunk_rows,
+                                                                        data):
+    """RecordColumns (columns decoded when read, or at some rows only) gives what the
+    eager decode gives, for every column kind: scaled, unsigned, vectors, logicals, strings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t.fits")
+        Path(path).write_bytes(table.data)
+        wanted, raw = table.wanted, sorted(table.raw)
+        lazy = data.draw(st.lists(st.sampled_from(wanted), unique=True), label="lazy")
+        eager_chunks = local(path, wanted, chunk_rows, True, raw)
+        lazy_chunks = iter_column_chunks(path, wanted, chunk_rows, raw_strings=raw, lazy=lazy)
+        for eager, chunk in zip(eager_chunks, lazy_chunks):
+            assert isinstance(chunk, RecordColumns) == bool(lazy)
+            assert list(chunk) == list(eager)
+            n = len(next(iter(eager.values())))
+            rows = np.array(data.draw(st.lists(st.integers(0, n - 1), max_size=8)), dtype=int)
+            at_rows = chunk.columns_rows(list(eager), rows) if lazy else None
+            for name, values in eager.items():
+                if at_rows is not None:
+                    assert at_rows[name].dtype == values.dtype, name
+                    np.testing.assert_array_equal(at_rows[name], values[rows], err_msg=name)
+                np.testing.assert_array_equal(chunk[name], values, err_msg=name)
+                assert chunk[name].dtype == values.dtype, name
 
 
 def test_one_character_strings_are_strings_and_logicals_by_tform(tmp_path):

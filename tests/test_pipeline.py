@@ -257,10 +257,11 @@ def test_a_task_returns_its_bricks_then_one_status_row(spark):
 
     actual = spark.range(1, numPartitions=1).mapInPandas(task, PARTIAL_SCHEMA)
     expected = spark.createDataFrame([
-        ("1500p000", 2, None, None, 0, 0, 0, 0.0, None, None, None),
-        ("1501p000", 0, None, None, 0, 0, 0, 0.0, None, None, None),
-        (None, 0, "/d/s.fits", "ok", 10, 10, 2, 0.5, None, "ab" * 32, "saved"),
-        (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated", None, None),
+        ("1500p000", 2, None, None, 0, 0, 0, 0.0, None, None, None, None),
+        ("1501p000", 0, None, None, 0, 0, 0, 0.0, None, None, None, None),
+        (None, 0, "/d/s.fits", "ok", 10, 10, 2, 0.5, None, "ab" * 32, "saved", None),
+        (None, 0, "/d/t.fits", "failed", 0, 0, 0, 0.1, "/d/t.fits: truncated", None, None,
+         None),
     ], schema=PARTIAL_SCHEMA)
     assert_df_equality(actual, expected)
 

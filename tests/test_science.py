@@ -125,7 +125,7 @@ def test_density_regions_plot_through_the_cli(tmp_path):
     assert result.exit_code == 1 and "nope.csv: no such file" in result.output
 
 
-def test_synth_randoms_then_area_then_density_through_the_cli(tmp_path):
+def test_synth_randoms_then_area_then_density_through_the_cli(spark, tmp_path):
     from halo_lrg.science.area import AREA_COLUMNS
     from halo_lrg.survey.names import SweepBox
     from halo_lrg.survey.synth import PlantedMask
@@ -181,7 +181,7 @@ def test_synth_randoms_then_area_then_density_through_the_cli(tmp_path):
                                35 / density["area_eff_deg2"][fine])
 
 
-def test_area_command_names_bad_inputs(tmp_path):
+def test_area_command_names_bad_inputs(spark, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["area", "--randoms", str(tmp_path / "none.txt"), "--output",
                                   str(tmp_path / "a.csv")])

@@ -71,6 +71,19 @@ class RunConfig:
     resume: bool
     checksums: str
     resolve: str
+    split_bytes: int
+    pack_bytes: int
+    healpix_nside: int
+
+    def __post_init__(self) -> None:
+        for key in ("split_bytes", "pack_bytes"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"run.{key} must be >= 0 (0: off), got "
+                                  f"{getattr(self, key)}")
+        nside = self.healpix_nside
+        if nside and (nside < 0 or nside & (nside - 1) or nside > 8192):
+            raise ConfigError(f"run.healpix_nside must be 0 (no map) or a power of two up to "
+                              f"8192, got {nside}")
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,50 @@ class EmrConfig:
     tags: tuple[str, ...]
 
 
+#: The table formats a run or command can write (``[output] formats``): the names
+#: :mod:`halo_lrg.io.tables` writes, checked here so a typo fails when the configuration is
+#: loaded (before a cluster is launched), not when a finished run publishes.
+OUTPUT_FORMATS = ("csv", "fits", "parquet")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    formats: NameList
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.formats.split(",")
+                   if name.strip().lower() not in OUTPUT_FORMATS]
+        if unknown:
+            raise ConfigError(f"output.formats: unknown format {unknown[0]!r} (choose from "
+                              f"{', '.join(OUTPUT_FORMATS)})")
+
+
+#: MASKBITS is a 32-bit signed column: the bits ``area.mask_bits`` may name.
+_MAX_MASK_BITS = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class AreaConfig:
+    """``[area]``: ``halo-lrg area``, effective areas from randoms files on Spark."""
+
+    mask_bits: int
+    density: float
+    split_bytes: int
+    pack_bytes: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.mask_bits <= _MAX_MASK_BITS:
+            raise ConfigError(f"area.mask_bits must be within [0, {_MAX_MASK_BITS}], got "
+                              f"{self.mask_bits}")
+        if not self.density > 0 or self.density == float("inf"):
+            raise ConfigError(f"area.density must be a positive number of randoms per deg², "
+                              f"got {self.density}")
+        for key in ("split_bytes", "pack_bytes"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"area.{key} must be >= 0 (0: off), got "
+                                  f"{getattr(self, key)}")
+
+
 @dataclass(frozen=True)
 class Config:
     cuts: CutsConfig
@@ -170,6 +227,8 @@ class Config:
     remote: RemoteConfig
     index: IndexConfig
     emr: EmrConfig
+    output: OutputConfig
+    area: AreaConfig
     #: Named selection variants, ``{name: {"base": <built-in>, <threshold>: value, ...}}``
     #: (the ``[selections]`` tables; :mod:`halo_lrg.science.cuts` builds them).
     selections: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)

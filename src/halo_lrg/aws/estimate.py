@@ -1,16 +1,19 @@
 """What a run will cost and how long it will take, before anything is launched.
 
 Pure: ``submit`` gives the input sizes (HEAD of every index entry) and the cluster shape
-(``spark_resources``); ``bench/bench.py`` uses the same model for its DR10-south estimate.
+(``spark_resources``); ``bench/bench.py`` uses the same model for its DR10-south table, fed
+with the rates it measures.
 
-The model: one task reads one sweep, streaming it from S3 at ``TASK_READ_MB_S`` (the read
-path itself runs an order of magnitude faster per core, docs/benchmarks.md, so the network
-sets the pace); a node runs as many tasks at once as its executors have cores, capped by its
-baseline network bandwidth; the cluster's rate is the sum over its nodes (no more tasks at
-once than there are files). The run takes the bytes over that rate, or the largest sweep
-alone at one task's rate if that is longer (the tail), plus ``STARTUP_SECONDS`` of
-provisioning and bootstrap that are billed too. Cost is that time over every node, master
-included, at the on-demand EC2 price plus the EMR uplift.
+The model: one task reads one sweep, at the lower of its source's rate per task (a
+:class:`Source`: S3 in-region by default, ``TASK_READ_MB_S``) and, when given, the counting
+rate of one core (``cpu_mb_s``: the read path overlaps the download, so the slower of the two
+sets a task's pace); a node runs as many tasks at once as its executors have cores, capped by
+its baseline network bandwidth and, for a source with a per-host connection limit, by those
+connections' rate; the cluster's rate is the sum over its nodes (no more tasks at once than
+there are files). The run takes the bytes over that rate, or the largest sweep alone at one
+task's rate if that is longer (the tail), plus ``STARTUP_SECONDS`` of provisioning and
+bootstrap that are billed too. Cost is that time over every node, master included, at the
+on-demand EC2 price plus the EMR uplift. :attr:`Estimate.limit` names the limit that binds.
 
 Every number below is an assumption, labelled with where it came from; an instance type
 missing from a table leaves its part of the estimate out, with a note saying so.
@@ -69,18 +72,90 @@ NETWORK_GBPS = {
 }
 
 
+#: ASSUMPTION. One HTTPS connection from an EC2 node in us-east-1 to portal.nersc.gov
+#: (Berkeley), MB/s. No rate is published for the portal (reference §9); a long-haul TCP
+#: stream is bounded by its window over the round trip (ESnet fasterdata, "TCP tuning"):
+#: 3-6 MB of window (Linux's default net.ipv4.tcp_rmem maximum is 6 MiB) over ~70 ms coast to
+#: coast gives 45-90 MB/s at best, and loss on a shared path keeps a stream well below that.
+NERSC_CONNECTION_MB_S = 25.0
+NERSC_SOURCE = (f"assumed {NERSC_CONNECTION_MB_S:g} MB/s a connection: window / round trip "
+                "(ESnet fasterdata), no published portal figure")
+
+# The limits a node's (or the run's) rate can hit, as Estimate.limit names them.
+LIMIT_TASK_NETWORK = "network per task"
+LIMIT_CPU = "CPU"
+LIMIT_NODE_NETWORK = "node baseline"
+LIMIT_HOST_CONNECTIONS = "connections per host"
+LIMIT_LARGEST_FILE = "largest file"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the tasks read the sweeps from, as the model sees it.
+
+    ``host_connections`` x ``connection_mb_s`` caps a node when the source is one host and
+    halo-lrg limits the connections every task of a node opens to it
+    (``remote.max_connections_per_host``; 0 = no cap)."""
+
+    name: str
+    task_mb_s: float  #: one task's download rate
+    basis: str  #: where that rate comes from (printed beside it)
+    host_connections: int = 0
+    connection_mb_s: float = 0.0
+    note: str = ""  #: a caveat the estimate repeats
+
+    @property
+    def host_cap_mb_s(self) -> Optional[float]:
+        """What one node can read from the host, or None when not capped."""
+        if self.host_connections <= 0 or self.connection_mb_s <= 0:
+            return None
+        return self.host_connections * self.connection_mb_s
+
+
+#: In-region S3, the default (what ``submit`` assumes: the index lists s3:// copies).
+S3 = Source("S3 in-region", TASK_READ_MB_S, "assumed S3 read")
+
+
+def https_source(parts_gain: float, host_connections: int,
+                 connection_mb_s: float = NERSC_CONNECTION_MB_S,
+                 name: str = "NERSC over HTTPS", basis: str = NERSC_SOURCE) -> Source:
+    """A public HTTPS portal read with concurrent ranged GETs: a task gets ``parts_gain``
+    (what its parts deliver over one stream, e.g. measured by the bench against a server
+    capping each connection) x ``connection_mb_s``; a node at most ``host_connections``
+    (``remote.max_connections_per_host``) x ``connection_mb_s``."""
+    return Source(name, connection_mb_s * parts_gain,
+                  f"{basis}, x {parts_gain:.2f} for ranged parts", host_connections,
+                  connection_mb_s,
+                  "the portal's own aggregate capacity is unknown and not modelled: many "
+                  "nodes may find it, not their own network, the limit")
+
+
 def network_mb_s(instance_type: str) -> Optional[float]:
     """A node's baseline network bandwidth in MB/s, or None if the table lacks the type."""
     gbps = NETWORK_GBPS.get(instance_type)
     return None if gbps is None else gbps * 1e9 / 8 / 1e6
 
 
+def node_limit(instance_type: str, tasks: int, task_mb_s: float, task_limit: str,
+               host_cap_mb_s: Optional[float] = None) -> tuple[float, str]:
+    """What one node reads and the limit that sets it: its ``tasks`` at ``task_mb_s`` each
+    (``task_limit`` names what sets a task's rate), its baseline network, and
+    ``host_cap_mb_s`` (a source's per-host connections). On a tie the tasks' own limit is
+    named: more bandwidth would not help them."""
+    candidates = [(tasks * task_mb_s, task_limit)]
+    cap = network_mb_s(instance_type)
+    if cap is not None:
+        candidates.append((cap, LIMIT_NODE_NETWORK))
+    if host_cap_mb_s is not None:
+        candidates.append((host_cap_mb_s, LIMIT_HOST_CONNECTIONS))
+    return min(candidates, key=lambda candidate: candidate[0])
+
+
 def node_rate_mb_s(instance_type: str, tasks: int,
                    task_mb_s: float = TASK_READ_MB_S) -> float:
     """What one node reads: its tasks at ``task_mb_s`` each, capped by its network (uncapped
     when the type's bandwidth is not in the table)."""
-    cap = network_mb_s(instance_type)
-    return tasks * task_mb_s if cap is None else min(tasks * task_mb_s, cap)
+    return node_limit(instance_type, tasks, task_mb_s, LIMIT_TASK_NETWORK)[0]
 
 
 def nodes_for(total_bytes: float, seconds: float, node_mb_s: float) -> int:
@@ -140,6 +215,10 @@ class Estimate:
     startup_seconds: float
     hourly_usd: Optional[float]
     notes: tuple[str, ...] = field(default=())
+    source: Source = S3
+    #: What sets the time: LIMIT_* (per node group, "limit (role)", when they differ), or ""
+    #: when no time could be estimated.
+    limit: str = ""
 
     @property
     def seconds(self) -> Optional[float]:
@@ -169,8 +248,15 @@ class Estimate:
             f"{g.instance_type} {network_mb_s(g.instance_type):,.0f} MB/s"
             for g in {g.instance_type: g for g in workers}.values()
             if network_mb_s(g.instance_type) is not None)
-        lines.append(f"rate:    {self.task_mb_s:g} MB/s a task (assumed S3 read)"
+        task = f"{self.task_mb_s:g} MB/s a task ({self.source.basis})"
+        if self.task_mb_s < self.source.task_mb_s:
+            task = (f"{self.task_mb_s:g} MB/s a task (one core counting; the source "
+                    f"{self.source.task_mb_s:g} MB/s, {self.source.basis})")
+        host = self.source.host_cap_mb_s
+        lines.append(f"rate:    {task}"
                      + (f", node network cap {caps}" if caps else "")
+                     + (f", {self.source.host_connections} connections per host "
+                        f"{host:,.0f} MB/s" if host is not None else "")
                      + f" -> {self.rate_mb_s:,.0f} MB/s")
         if self.read_seconds is not None:
             lines.append(f"time:    {human_duration(self.read_seconds)} reading + "
@@ -190,9 +276,10 @@ class Estimate:
 
 
 def estimate(sizes: Sequence[Optional[int]], groups: Sequence[NodeGroup],
-             task_mb_s: float = TASK_READ_MB_S,
-             startup_seconds: float = STARTUP_SECONDS) -> Estimate:
-    """Time and cost of reading ``sizes`` (bytes, None = unknown) on ``groups``."""
+             source: Source = S3, startup_seconds: float = STARTUP_SECONDS,
+             cpu_mb_s: Optional[float] = None) -> Estimate:
+    """Time and cost of reading ``sizes`` (bytes, None = unknown) on ``groups`` from
+    ``source``; ``cpu_mb_s``: one core's counting rate (None: never the limit)."""
     notes = []
     counted = Sizes.of(sizes)
     workers = [g for g in groups if g.role != "MASTER"]
@@ -200,18 +287,32 @@ def estimate(sizes: Sequence[Optional[int]], groups: Sequence[NodeGroup],
         if network_mb_s(instance_type) is None:
             notes.append(f"no network bandwidth for {instance_type} in halo-lrg's table: "
                          "its nodes are not capped (the time may be optimistic)")
+    if source.note:
+        notes.append(source.note)
+    task_mb_s, task_limit = source.task_mb_s, LIMIT_TASK_NETWORK
+    if cpu_mb_s is not None and cpu_mb_s < task_mb_s:
+        task_mb_s, task_limit = cpu_mb_s, LIMIT_CPU
     slots = sum(g.count * g.tasks_per_node for g in workers)
-    rate: float = sum(g.count * node_rate_mb_s(g.instance_type, g.tasks_per_node, task_mb_s)
-               for g in workers)
+    per_group = [(g, *node_limit(g.instance_type, g.tasks_per_node, task_mb_s, task_limit,
+                                 source.host_cap_mb_s))
+                 for g in workers if g.count and g.tasks_per_node]
+    rate: float = sum(g.count * node_rate for g, node_rate, _limit in per_group)
+    limits = {f"{limit} ({g.role.lower()})": limit for g, _rate, limit in per_group}
+    limit = (next(iter(limits.values())) if len(set(limits.values())) == 1
+             else ", ".join(limits))
     # No more tasks at once than there are files.
-    if counted.files < slots:
-        rate = min(rate, counted.files * task_mb_s)
+    if counted.files < slots and counted.files * task_mb_s < rate:
+        rate, limit = counted.files * task_mb_s, task_limit
     read_seconds: Optional[float] = None
     if counted.files and counted.unknown == counted.files:
         notes.append("no input size could be read: time and cost omitted")
     elif rate > 0:
-        read_seconds = max(counted.total_bytes / 1e6 / rate,
-                           counted.largest_bytes / 1e6 / task_mb_s)
+        tail = counted.largest_bytes / 1e6 / task_mb_s
+        read_seconds = counted.total_bytes / 1e6 / rate
+        if tail > read_seconds:
+            read_seconds, limit = tail, LIMIT_LARGEST_FILE
+    if read_seconds is None:
+        limit = ""
     missing = [t for t in dict.fromkeys(g.instance_type for g in groups) if t not in PRICES]
     hourly: Optional[float] = None
     if missing:
@@ -222,4 +323,4 @@ def estimate(sizes: Sequence[Optional[int]], groups: Sequence[NodeGroup],
         if any(g.spot for g in groups):
             notes.append("spot task nodes are priced on-demand here (an upper bound)")
     return Estimate(counted, tuple(groups), task_mb_s, rate, read_seconds, startup_seconds,
-                    hourly, tuple(notes))
+                    hourly, tuple(notes), source, limit)

@@ -74,6 +74,11 @@ def _errors():
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Cluster tag (repeatable; replaces config emr.tags).")
 @science_options
+@click.option("--checksums", default=None, metavar="S3_URI|URL",
+              help="A sha256sum list, as `halo-lrg run --checksums` takes (e.g. the one "
+              "`halo-lrg index` saves, uploaded): the cluster checks every input's SHA-256 "
+              "against it. s3:// or http(s):// only: the nodes cannot read a local path "
+              "[config run.checksums].")
 @click.option("--profile", default=None, help="AWS named profile for credentials.")
 @click.option("--wheel", "wheel_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, metavar="PATH",
@@ -114,15 +119,10 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
                    core_security_group: Optional[str],
                    additional_master_security_group: tuple[str, ...],
                    additional_core_security_group: tuple[str, ...], ebs_gb: Optional[int],
-                   tags: tuple[str, ...], selection: Optional[str], on_error: Optional[str],
-                   max_sweeps: Optional[int], z_mag_max: Optional[float],
-                   min_r_minus_z: Optional[float], min_z_minus_w1: Optional[float],
-                   chunk_rows: Optional[int], ra_min: Optional[float],
-                   ra_max: Optional[float], dec_min: Optional[float],
-                   dec_max: Optional[float], profile: Optional[str],
+                   tags: tuple[str, ...], checksums: Optional[str], profile: Optional[str],
                    wheel_path: Optional[Path], wheelhouse: Optional[Path],
                    max_cost: Optional[float], preflight_only: bool, skip_preflight: bool,
-                   dry_run: bool, wait: bool, dest: Path, debug: bool) -> None:
+                   dry_run: bool, wait: bool, dest: Path, debug: bool, **science: Any) -> None:
     """Run the LRG count on a transient EMR cluster (it terminates when the step ends).
 
     \b
@@ -144,6 +144,26 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
           --log-uri s3://my-bucket/logs --preflight
       halo-lrg submit ... --core-count 4 --selection desi-lrg --max-cost 5 --wait
       halo-lrg submit ... --task-count 8 --spot --subnet-id subnet-0abc --wheelhouse wheels/
+
+    \b
+    Every science flag of `halo-lrg run` (--selection, --resolve/--no-resolve, thresholds,
+    --on-error, --max-sweeps, footprint, --checksums...: the options both list) is taken
+    here and reaches the step through the uploaded configuration (the footprint as step
+    flags). The rest of `run`'s flags do not apply:
+      --index, --output    here --sweep-index-s3, --output-prefix
+      --master             the step runs on the cluster's YARN
+      --region             here the cluster's region (--region), also the step's AWS region
+                           unless config remote.region says otherwise
+      --config             give it to the group: halo-lrg --config FILE submit ...; the
+                           effective configuration is what is uploaded
+      --resume/--no-resume config run.resume (uploaded): a resubmission to the same
+                           --output-prefix reuses the stored partials
+      --retry-failed       resubmit to the same --output-prefix: resuming counts only
+                           the files without a partial, i.e. the failed ones
+      --with-density       not written on the cluster: run `halo-lrg density` on the
+                           fetched CSV
+      --format             config output.formats (uploaded); `fetch` and --wait download
+                           the CSV and manifest only
     """
     from halo_lrg.aws.artifacts import artifact_set
     from halo_lrg.aws.emr import (
@@ -179,11 +199,9 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
         "additional_master_security_groups": additional_master_security_group or None,
         "additional_core_security_groups": additional_core_security_group or None,
         "ebs_gb": ebs_gb, "tags": tags or None})
-    config, footprint = apply_science_options(
-        config, selection=selection, on_error=on_error, max_sweeps=max_sweeps,
-        z_mag_max=z_mag_max, min_r_minus_z=min_r_minus_z, min_z_minus_w1=min_z_minus_w1,
-        chunk_rows=chunk_rows, ra_min=ra_min, ra_max=ra_max, dec_min=dec_min,
-        dec_max=dec_max)
+    config, footprint = apply_science_options(config, **science)
+    config = override(config, run={"checksums": checksums})
+    _check_cluster_readable(config.run.checksums, flagged=checksums is not None)
     emr = config.emr
     if preflight_only and (dry_run or skip_preflight):
         raise click.UsageError("--preflight runs only the checks: it takes neither "
@@ -254,6 +272,21 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
             click.echo(f"fetched {path}")
     except _errors() as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _check_cluster_readable(checksums: str, flagged: bool) -> None:
+    """The step reads ``run.checksums`` on the cluster: a local path there is another
+    machine's, so it is refused here (a usage error for ``--checksums``), before anything is
+    uploaded or launched."""
+    from halo_lrg.io.uri import scheme_of
+
+    if not checksums or scheme_of(checksums) != "file":
+        return
+    message = (f"{checksums}: a local checksum list, which the cluster cannot read; upload "
+               "it (aws s3 cp) and give its s3:// URI")
+    if flagged:
+        raise click.BadParameter(message, param_hint="'--checksums'")
+    raise click.ClickException(f"run.checksums = {message}")
 
 
 def _preflight(session: Any, config: Config, verbose: bool) -> list[Any]:

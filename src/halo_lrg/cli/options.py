@@ -99,10 +99,11 @@ def show_library_messages(verbose: bool = False) -> None:
 
 
 def science_options(function: Any) -> Any:
-    """What a count is: --selection, the seed thresholds, --chunk-rows, --on-error,
-    --max-sweeps and the footprint flags. Shared by ``run`` and ``submit`` (so the cluster
-    counts with exactly the flags given to either); :func:`apply_science_options` turns the
-    values into configuration and a footprint."""
+    """What a count is: --selection, --resolve/--no-resolve, the seed thresholds,
+    --chunk-rows, --on-error, --max-sweeps and the footprint flags. Shared by ``run`` and
+    ``submit`` (so the cluster counts with exactly the flags given to either; ``submit``
+    takes them as ``**science`` and a new one here reaches the cluster with no other change);
+    :func:`apply_science_options` turns the values into configuration and a footprint."""
     options = [
         click.option("--selection", default=None, metavar="NAME[,NAME...]",
                      help="LRG selection [config cuts.selection: seed]. seed: an unmasked "
@@ -113,6 +114,20 @@ def science_options(function: Any) -> Any:
                           "or a name from the configuration's [selections] (a built-in one "
                           "with other thresholds). Several, comma-separated (seed,desi-lrg), "
                           "are counted in one read of each file: one CSV column each."),
+        click.option("--resolve/--no-resolve", "resolve", default=None,
+                     help="North/south resolution as DESI does it (desitarget's "
+                          "targets.resolve): where BASS/MzLS and DECam overlap keep each "
+                          "object only from the system DESI keeps there [default: config "
+                          "run.resolve = auto: when both systems appear among the inputs "
+                          "(PHOTSYS, else RELEASE)]. --resolve: always; --no-resolve: never "
+                          "(RA, DEC, PHOTSYS/RELEASE then not read). The manifest's "
+                          "north_south says which applied and why."),
+        click.option("--healpix-nside", type=int, default=None, metavar="N",
+                     callback=_check_nside,
+                     help="Also count objects and LRGs per NESTED HEALPix pixel at this nside "
+                          "(a power of two; 256 = 0.05 deg² pixels), in the same read: "
+                          "<output>/lrg_healpix.csv and lrg_healpix.fits (a partial-sky map "
+                          "healpy reads) [config run.healpix_nside: 0, no map]."),
         click.option("--on-error", type=click.Choice(["fail", "skip"]), default=None,
                      help="fail: stop at the first unusable file (default); skip: record it "
                           "in the manifest and count the rest."),
@@ -136,7 +151,14 @@ def science_options(function: Any) -> Any:
     return function
 
 
+def _check_nside(_ctx: Any, _param: Any, value: Optional[int]) -> Optional[int]:
+    if value is not None and (value < 0 or value & (value - 1) or value > 8192):
+        raise click.BadParameter(f"{value} is not 0 or a power of two up to 8192")
+    return value
+
+
 def apply_science_options(config: Config, *, selection: Optional[str] = None,
+                          resolve: Optional[bool] = None, healpix_nside: Optional[int] = None,
                           on_error: Optional[str] = None, max_sweeps: Optional[int] = None,
                           z_mag_max: Optional[float] = None,
                           min_r_minus_z: Optional[float] = None,
@@ -153,7 +175,9 @@ def apply_science_options(config: Config, *, selection: Optional[str] = None,
         config,
         cuts={"selection": selection, "lrg_z_mag_max": z_mag_max,
               "lrg_min_r_minus_z": min_r_minus_z, "lrg_min_z_minus_w1": min_z_minus_w1},
-        run={"on_error": on_error, "max_sweeps": max_sweeps},
+        run={"on_error": on_error, "max_sweeps": max_sweeps,
+             "resolve": None if resolve is None else ("on" if resolve else "off"),
+             "healpix_nside": healpix_nside},
         read={"chunk_rows": chunk_rows},
     )
     check_selections(config, flagged=selection is not None)

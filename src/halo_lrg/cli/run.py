@@ -39,21 +39,25 @@ EXIT_PARTIAL = 3
               help="Reuse the stored partials of files already counted into DIR (same input, "
                    "selection, footprint and version): they are not read again [default: "
                    "config run.resume = true]. --no-resume counts every file.")
-@click.option("--resolve/--no-resolve", "resolve", default=None,
-              help="North/south resolution as DESI does it (desitarget's targets.resolve): "
-                   "where BASS/MzLS and DECam overlap keep each object only from the system "
-                   "DESI keeps there [default: config run.resolve = auto: when both systems "
-                   "appear among the inputs (PHOTSYS, else RELEASE)]. --resolve: always; "
-                   "--no-resolve: never (RA, DEC, PHOTSYS/RELEASE then not read). The "
-                   "manifest's north_south says which applied and why.")
 @click.option("--retry-failed", is_flag=True,
               help="Count only the files the previous run into DIR failed (or never reached), "
                    "reusing every other file's partial; refused if anything else would need "
                    "counting.")
 @click.option("--checksums", default=None, metavar="FILE|URL",
-              help="A sha256sum list ('<sha256>  <file name>' lines, matched by base name), "
-                   "e.g. the one `halo-lrg index` saves: each input's SHA-256 is checked as "
-                   "it is read; a mismatch fails that file [config run.checksums].")
+              help="A sha256sum list ('<sha256>  <path>' lines; an input matches the "
+                   "longest listed path it ends with, so bare names work and a combined "
+                   "north+south list tells same-named files apart), e.g. the one `halo-lrg "
+                   "index` saves: each input's SHA-256 is checked as it is read; a mismatch "
+                   "fails that file [config run.checksums].")
+@click.option("--format", "formats", default=None, metavar="FMT[,FMT...]",
+              callback=lambda _ctx, _param, value: _formats(value),
+              help="Table formats: csv, fits, parquet, comma-separated [config output.formats "
+                   "= csv]. The CSV is always written; fits adds DIR/lrg_counts_per_brick.fits "
+                   "(a BINTABLE with TUNITn units and provenance cards: version, selections "
+                   "and thresholds, index, north/south, date, release when the paths say it), "
+                   "parquet DIR/lrg_counts_per_brick.parquet (the same provenance as JSON "
+                   "schema metadata 'halo_lrg', units as field metadata); with --with-density "
+                   "also DIR/lrg_density.fits/.parquet. Formats not asked are removed.")
 @click.option("--config", "config_file", default=None, metavar="FILE|URI",
               help="A TOML file (path, s3:// or https://) overriding the defaults; wins over "
                    "halo-lrg --config. What `halo-lrg submit` passes to the cluster.")
@@ -61,8 +65,8 @@ EXIT_PARTIAL = 3
 @click.pass_context
 def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Optional[str],
                 region: Optional[str], with_density: bool, resume: Optional[bool],
-                resolve: Optional[bool], retry_failed: bool, checksums: Optional[str],
-                config_file: Optional[str], **science: Any) -> None:
+                retry_failed: bool, checksums: Optional[str],
+                formats: Optional[str], config_file: Optional[str], **science: Any) -> None:
     """Count LRGs per brick in every sweep of INDEX with Spark; write CSV + manifest.
 
     \b
@@ -83,7 +87,10 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Opt
                                                 selections), north_south (resolved or not,
                                                 and why), one entry per input (status,
                                                 rows, error)
-      DIR/_SUCCESS                              written last: the two above belong together
+      DIR/lrg_counts_per_brick.fits|.parquet    --format fits,parquet: the same table
+                                                with units and provenance (and
+                                                DIR/lrg_density.fits|.parquet)
+      DIR/_SUCCESS                              written last: the files above belong together
       DIR/_last_failure.json                    a failed run's manifest; the previous
                                                 result is left as it was
       DIR/_progress.json                        progress while it runs (every ~30 s)
@@ -114,10 +121,8 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Opt
     config, footprint = apply_science_options(
         load_user_config(config_file) if config_file else get_config(ctx), **science)
     config = override(config, run={"resume": True if retry_failed else resume,
-                                   "checksums": checksums,
-                                   "resolve": None if resolve is None
-                                   else ("on" if resolve else "off")},
-                      remote={"region": region})
+                                   "checksums": checksums},
+                      remote={"region": region}, output={"formats": formats})
     try:
         spec = JobSpec(index_uri, output_uri, config, footprint, with_density,
                        retry_failed=retry_failed)
@@ -132,5 +137,32 @@ def run_command(ctx: click.Context, index_uri: str, output_uri: str, master: Opt
         raise click.ClickException(str(exc)) from None
     for line in summary_lines(result):
         click.echo(line)
+    for line in _other_formats(config, output_uri, result.density_uri is not None):
+        click.echo(line)
     if result.state == "partial":
         ctx.exit(EXIT_PARTIAL)
+
+
+def _formats(value: Optional[str]) -> Optional[str]:
+    """``--format``: the names checked and normalised (``"csv,fits"``), None when not given."""
+    from halo_lrg.io.tables import parse_formats
+
+    if value is None:
+        return None
+    try:
+        return ",".join(parse_formats(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _other_formats(config: Any, output_uri: str, density: bool) -> list[str]:
+    """Summary lines for the tables written in formats other than CSV."""
+    from halo_lrg.io.output import COUNTS_DIR, DENSITY_FILE, join_uri
+    from halo_lrg.io.tables import parse_formats, table_suffix
+
+    lines = []
+    for fmt in (f for f in parse_formats(config.output.formats) if f != "csv"):
+        stems = [COUNTS_DIR, *([DENSITY_FILE.rsplit(".", 1)[0]] if density else [])]
+        uris = ", ".join(join_uri(output_uri, stem + table_suffix(fmt)) for stem in stems)
+        lines.append(f"{fmt + ':':<9} {uris}")
+    return lines

@@ -36,7 +36,9 @@ from halo_lrg.cli.options import (
               help="Where to write the index (one URL a line).")
 @click.option("--checksums-out", default=None, metavar="FILE|s3://...",
               help="Where to save the folder's SHA-256 list when it publishes one [default: "
-                   "beside --output, under the list's own name].")
+                   "beside --output, under the list's own name]. With several regions: "
+                   "where to save the combined list [default: beside --output, as "
+                   "<release>_north_south_sweep_<version>.sha256sum].")
 @click.option("--no-checksums", is_flag=True,
               help="Do not look for the folder's SHA-256 list.")
 @click.option("--aws-region", default=None, help="AWS region for s3:// reads and writes.")
@@ -51,7 +53,10 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
     The names come from the release's directory listing, so only boxes that have a file are
     listed. The folder's SHA-256 list (legacysurvey_<release>_<region>_sweep_<version>.sha256sum,
     looked for beside the listing) is saved beside the index: pass it to
-    `halo-lrg run --checksums` and every input's bytes are checked.
+    `halo-lrg run --checksums` and every input's bytes are checked. DR9's north and south
+    folders hold files of the same names with different bytes: with several regions the
+    folders' lists are combined into one whose paths carry each folder
+    (north/sweep/9.0/<name>), and run matches each input by the longest path suffix.
 
     \b
     Example:
@@ -82,9 +87,6 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
         given_listings = per_region(listings, regions, "--listing")
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if checksums_out and len(regions) > 1 and not no_checksums:
-        raise click.UsageError("--checksums-out names one file: with several regions each "
-                               "folder's list is saved beside the index under its own name")
     bases = {}
     for region in regions:
         try:
@@ -113,17 +115,21 @@ def index_command(ctx: click.Context, ra_min: Optional[float], ra_max: Optional[
     if len(regions) > 1:
         click.echo("both photometric systems: `halo-lrg run` keeps each object from the one "
                    "DESI keeps where it lies (north/south resolution, run.resolve = auto)")
-    if not no_checksums:
-        for region in regions:
-            html, _names, region_lines = found[region]
-            base = bases[region]
-            where = given_listings.get(region) or (base if base.endswith("/") else base + "/")
-            _save_checksums(where, checksum_list_names(html, release, region, base),
-                            region_lines, output, checksums_out, config)
-        if len(regions) > 1:
-            click.echo("note: `halo-lrg run --checksums` matches files by name, and the "
-                       "regions' folders share sweep names: check each region's index "
-                       "against its own list")
+    if no_checksums:
+        return
+    wheres = {}
+    for region in regions:
+        base = bases[region]
+        wheres[region] = given_listings.get(region) or (base if base.endswith("/")
+                                                        else base + "/")
+    if len(regions) == 1:
+        (region,) = regions
+        _save_checksums(wheres[region], checksum_list_names(found[region][0], release, region,
+                                                            bases[region]),
+                        lines, output, checksums_out, config)
+    else:
+        _save_combined_checksums(release, regions, bases, wheres, found, lines, output,
+                                 checksums_out, config)
 
 
 def _beside(location: str, name: str) -> str:
@@ -144,11 +150,12 @@ def _beside(location: str, name: str) -> str:
     return location.rsplit("/", 1)[0] + "/" + name
 
 
-def _save_checksums(where: str, candidates: list[str], lines: list[str], output: str,
-                    checksums_out: Optional[str], config: Any) -> None:
-    """Fetch the first SHA-256 list found beside the listing and save it as published; say
-    how many of the index's sweeps it lists. A missing list is said, not an error."""
-    from halo_lrg.io.fetch import ChecksumList, SourceError, input_name, read_bytes, write_bytes
+def _find_checksums(where: str, candidates: list[str], config: Any
+                    ) -> Optional[tuple[str, str, bytes, Any]]:
+    """The first SHA-256 list of ``candidates`` found beside ``where``: (its name, its
+    location, its bytes, the parsed list); None when none is there. A missing list is not
+    an error; one that cannot be fetched or parsed is warned about, and the next tried."""
+    from halo_lrg.io.fetch import ChecksumList, SourceError, read_bytes
 
     for name in candidates:
         source = _beside(where, name)
@@ -165,14 +172,77 @@ def _save_checksums(where: str, candidates: list[str], lines: list[str], output:
         except (UnicodeDecodeError, ValueError) as exc:
             click.echo(f"warning: {source}: not a SHA-256 list, not saved ({exc})", err=True)
             continue
-        dest = checksums_out or _beside(output, name)
-        try:
-            write_bytes(dest, data, config)
-        except SourceError as exc:
-            raise click.ClickException(f"cannot save the checksum list: {exc}") from None
-        covered = sum(input_name(line) in listed.by_name for line in lines)
-        click.echo(f"checksums: {source} -> {dest} ({covered} of {len(lines)} indexed "
-                   f"sweep(s) listed); check them with: halo-lrg run --checksums {dest}")
+        return name, source, data, listed
+    return None
+
+
+def _covered(listed: Any, lines: list[str]) -> str:
+    """How many of the index's sweeps ``listed`` names unambiguously, as a phrase."""
+    hits = [len({digest for _path, digest in listed.candidates(line)}) for line in lines]
+    ambiguous = sum(n > 1 for n in hits)
+    return (f"{sum(n == 1 for n in hits)} of {len(lines)} indexed sweep(s) listed"
+            + (f", {ambiguous} ambiguous" if ambiguous else ""))
+
+
+def _write_list(dest: str, data: bytes, config: Any) -> None:
+    from halo_lrg.io.fetch import SourceError, write_bytes
+
+    try:
+        write_bytes(dest, data, config)
+    except SourceError as exc:
+        raise click.ClickException(f"cannot save the checksum list: {exc}") from None
+
+
+def _save_checksums(where: str, candidates: list[str], lines: list[str], output: str,
+                    checksums_out: Optional[str], config: Any) -> None:
+    """Fetch the first SHA-256 list found beside the listing and save it as published; say
+    how many of the index's sweeps it lists. A missing list is said, not an error."""
+    found = _find_checksums(where, candidates, config)
+    if found is None:
+        looked = ", ".join(_beside(where, n) for n in candidates) or "no name known for it"
+        click.echo(f"no checksum list found beside the listing ({looked})")
         return
-    looked = ", ".join(_beside(where, n) for n in candidates) or "no name known for it"
-    click.echo(f"no checksum list found beside the listing ({looked})")
+    name, source, data, listed = found
+    dest = checksums_out or _beside(output, name)
+    _write_list(dest, data, config)
+    click.echo(f"checksums: {source} -> {dest} ({_covered(listed, lines)}); check them "
+               f"with: halo-lrg run --checksums {dest}")
+
+
+def _save_combined_checksums(release: str, regions: list[str], bases: dict[str, str],
+                             wheres: dict[str, str], found: dict[str, Any], lines: list[str],
+                             output: str, checksums_out: Optional[str], config: Any) -> None:
+    """Several regions: each folder's list, found as :func:`_save_checksums` finds one,
+    combined into one list whose paths carry the region's folder (``north/sweep/9.0/<name>``;
+    the folders share file names), saved beside the index under
+    :func:`~halo_lrg.survey.listing.combined_checksum_list_name` (or ``checksums_out``).
+    A region without a list is said; its sweeps are then counted unverified."""
+    from halo_lrg.survey.listing import (
+        checksum_list_names,
+        combine_checksums,
+        combined_checksum_list_name,
+        region_folders,
+    )
+
+    lists, sources = {}, []
+    for region in regions:
+        candidates = checksum_list_names(found[region][0], release, region, bases[region])
+        listed = _find_checksums(wheres[region], candidates, config)
+        if listed is None:
+            looked = (", ".join(_beside(wheres[region], n) for n in candidates)
+                      or "no name known for it")
+            click.echo(f"no checksum list found beside the {region} listing ({looked})")
+            continue
+        sources.append(listed[1])
+        lists[region] = listed[3]
+    if not lists:
+        return
+    dest = checksums_out or _beside(output, combined_checksum_list_name(release, regions,
+                                                                        bases))
+    folders = region_folders(bases)
+    combined = combine_checksums(lists, folders, dest)
+    _write_list(dest, combined.text().encode(), config)
+    example = next(iter(folders.values()))
+    click.echo(f"checksums: {' + '.join(sources)} -> {dest} (combined: each path carries its "
+               f"folder, e.g. {example}/<name>; {_covered(combined, lines)}); check them "
+               f"with: halo-lrg run --checksums {dest}")

@@ -12,7 +12,9 @@ field) and the span of RELEASE values. A refusal is a :class:`SweepError` naming
 the column and, for a value, its row.
 
 Several selections are counted in one read of the file: the columns read are the union of
-theirs, and the tally keeps, per brick, the objects and one LRG count per selection.
+theirs, and the tally keeps, per brick, the objects and one LRG count per selection. A local
+file's chunks are read lazily: the columns every selection reading them reads only at a few
+rows (DESI's, past its cheaper cuts: :func:`count_sparse`) are decoded at those rows alone.
 
 North/south (``resolve=True``): the count also notes which photometric systems the file's
 objects come from (PHOTSYS, else RELEASE) and tallies, per brick, the objects (and LRGs of
@@ -24,7 +26,7 @@ decided for the whole run, once every file has said which systems it holds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -32,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from halo_lrg.config import Config, load_config
-from halo_lrg.fits.layout import TableLayout
-from halo_lrg.fits.reader import LayoutCheck, SweepError, iter_column_chunks
+from halo_lrg.fits.layout import RowSlice, TableLayout
+from halo_lrg.fits.reader import LayoutCheck, SweepError, iter_column_chunks, sweep_layout
 from halo_lrg.science.cuts import (
     NORTH_RELEASES,
     SOUTH_RELEASES,
@@ -48,6 +50,8 @@ from halo_lrg.science.resolve import RESOLVE_DEC, in_north_galactic_cap, is_nort
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from halo_lrg.count.pixels import PixelCounts
 
 BRICKNAME = "BRICKNAME"
 COORDINATES = ("RA", "DEC")
@@ -100,6 +104,10 @@ class SweepCount:
     photsys: Optional[str] = None
     dropped_objects: Optional[np.ndarray] = None  # int64 (bricks,)
     dropped_counts: Optional[np.ndarray] = None  # int64 (selections, bricks)
+    #: With a HEALPix nside: the same counts per NESTED pixel (objects, LRGs per selection),
+    #: and what resolution would drop from each pixel (when north/south is looked at).
+    pixels: Optional[PixelCounts] = None
+    dropped_pixels: Optional[PixelCounts] = None
 
     @property
     def counts_by_selection(self) -> np.ndarray:
@@ -169,8 +177,9 @@ class _BrickTally:
         change = keys[1:] != keys[:-1]
         if 4 * (1 + int(np.count_nonzero(change))) <= keys.size:  # grouped rows: few runs
             starts = np.flatnonzero(np.r_[True, change])
+            # int32 sums: a run is part of one chunk (half the work of int64 sums).
             self._merge(keys[starts], np.diff(np.r_[starts, keys.size]),
-                        np.add.reduceat(rows, starts, axis=1, dtype=np.int64))
+                        np.add.reduceat(rows, starts, axis=1, dtype=np.int32))
         elif rows.shape[0] == 1 and keys.dtype == np.uint64 and not (keys >> _TOP).any():
             # Rows in no particular order: sort the chunk (numpy's SIMD sort, ~4x cheaper than
             # a binary search per row) with the selection packed into the key's top bit,
@@ -190,8 +199,10 @@ class _BrickTally:
         size = self.known.size  # type: ignore[union-attr]
         self.objects += (np.bincount(slots, minlength=size) if objects is None
                          else np.bincount(slots, objects, size).astype(np.int64))
-        for j in range(self.width):
-            self.counts[j] += np.bincount(slots, counts[j], size).astype(np.int64)
+        if self.width == 1:
+            self.counts[0] += np.bincount(slots, counts[0], size).astype(np.int64)
+        else:  # every column in one call (slots may repeat: add.at sums repeats)
+            np.add.at(self.counts, (slice(None), slots), counts)
 
     def _slots(self, keys: np.ndarray) -> np.ndarray:
         """Each key's position in ``known``, adding the keys not seen before (each checked
@@ -320,13 +331,13 @@ def _selections(selection: SelectionArg) -> tuple[Selection, ...]:
 
 
 def count_check(selection: SelectionArg, footprint: Optional[Footprint],
-                resolve: bool = False) -> LayoutCheck:
+                resolve: bool = False, nside: Optional[int] = None) -> LayoutCheck:
     """The column types a count needs, checked once per file from its layout, before any row
     is read: every reader refuses the same file with the same words (``FLUX_R is 3E (a
     vector), expected a scalar number``), and no string, complex, logical or vector column is
     ever converted to a number and counted."""
     selections = _selections(selection)
-    numbers = [c.upper() for c in count_columns(selections, footprint, resolve)[1:]]
+    numbers = [c.upper() for c in count_columns(selections, footprint, resolve, nside)[1:]]
     optional = [c.upper() for c in count_optional(selections, resolve)]
 
     def check(layout: TableLayout) -> Optional[str]:
@@ -369,8 +380,12 @@ def count_sweep_file(
     *,
     resolve: bool = False,
     unknown_release_photsys: str = "",
+    rows: Optional[RowSlice] = None,
+    nside: Optional[int] = None,
 ) -> SweepCount:
-    """Objects and LRGs per brick of one local sweep file, read in chunks of ``chunk_rows``.
+    """Objects and LRGs per brick of one local sweep file, read in chunks of ``chunk_rows``
+    (``rows``: of that part of its rows only, by default all; ``nside``: per NESTED HEALPix
+    pixel at that nside as well, from RA and DEC).
 
     ``selection``: one, or several counted in the same read (one column of LRGs each).
     ``resolve``: also note the file's photometric systems and what north/south resolution
@@ -381,22 +396,39 @@ def count_sweep_file(
     """
     path = str(path)
     started = time.perf_counter()
-    chunks = iter_column_chunks(path, count_columns(selection, footprint, resolve), chunk_rows,
+    # A part's rows are numbered from its first in the file, so that errors name file rows.
+    first_row = 0 if rows is None or rows.whole else rows.bounds(sweep_layout(path).nrows)[0]
+    chunks = iter_column_chunks(path, count_columns(selection, footprint, resolve, nside),
+                                chunk_rows,
                                 count_optional(selection, resolve), fast_path,
                                 raw_strings=(BRICKNAME,),
-                                check=count_check(selection, footprint, resolve))
+                                check=count_check(selection, footprint, resolve, nside),
+                                rows=rows,
+                                lazy=count_sparse(selection))
     return tally_chunks(path, chunks, selection, footprint, started, resolve=resolve,
-                        unknown_release_photsys=unknown_release_photsys)
+                        unknown_release_photsys=unknown_release_photsys, first_row=first_row,
+                        nside=nside)
 
 
 def count_columns(selection: SelectionArg, footprint: Optional[Footprint],
-                  resolve: bool = False) -> tuple[str, ...]:
+                  resolve: bool = False, nside: Optional[int] = None) -> tuple[str, ...]:
     """The columns a count reads: names, the selections' (their union, once each),
-    coordinates for a footprint or for north/south resolution."""
+    coordinates for a footprint, north/south resolution or HEALPix pixels."""
     selections = _selections(selection)
     return tuple(dict.fromkeys(
         (BRICKNAME, *(c for s in selections for c in s.columns),
-         *(COORDINATES if footprint is not None or resolve else ()))))
+         *(COORDINATES if footprint is not None or resolve or nside else ()))))
+
+
+def count_sparse(selection: SelectionArg) -> tuple[str, ...]:
+    """The columns a count reads only at some rows: those every selection reading them
+    declares sparse (:attr:`~halo_lrg.science.cuts.Selection.sparse_columns`). The reader
+    decodes the rest of each chunk at once, these at the rows read (``lazy``)."""
+    selections = _selections(selection)
+    whole = {c for s in selections for c in s.columns if c not in s.sparse_columns}
+    whole.update((BRICKNAME, *COORDINATES, *RESOLVE_OPTIONAL))  # the count's own: every row
+    return tuple(c for c in dict.fromkeys(c for s in selections for c in s.sparse_columns)
+                 if c not in whole)
 
 
 def count_optional(selection: SelectionArg, resolve: bool = False) -> tuple[str, ...]:
@@ -468,31 +500,48 @@ def _dropped_by_resolution(ra: np.ndarray, dec: np.ndarray, north: Union[bool, n
     return dropped if dropped.any() else None
 
 
-def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: SelectionArg,
+def _selected(chunk: Mapping[str, np.ndarray], selections: tuple[Selection, ...]
+              ) -> np.ndarray:
+    """Each selection's mask of the chunk's rows, shape (selections, rows). Several share
+    what they compute alike (:class:`SharedColumns`), which goes when this returns: before
+    the next chunk is read, not after."""
+    if len(selections) == 1:
+        return selections[0](chunk)[None, :]
+    shared = SharedColumns(chunk)
+    return np.stack([s(shared) for s in selections])
+
+
+def tally_chunks(path: str, chunks: Iterator[Mapping[str, np.ndarray]],
+                 selection: SelectionArg,
                  footprint: Optional[Footprint], started: float, *, resolve: bool = False,
-                 unknown_release_photsys: str = "") -> SweepCount:
+                 unknown_release_photsys: str = "", first_row: int = 0,
+                 nside: Optional[int] = None) -> SweepCount:
     """Count a file's chunks (from any reader) into per-brick objects and LRGs of each
-    selection, and with ``resolve`` what north/south resolution would drop."""
+    selection, and with ``resolve`` what north/south resolution would drop. ``first_row``:
+    the file row of the first chunk's first row (a part of a file), for error messages.
+    ``nside``: the same per NESTED HEALPix pixel (RA and DEC in the chunks)."""
     selections = _selections(selection)
     tally = _BrickTally(len(selections))
     dropped_tally = _BrickTally(len(selections)) if resolve else None
+    pixels = dropped_pixels = None
+    if nside:  # imported here: the pixel tally's map writing brings pandas
+        from halo_lrg.count.pixels import PixelTally
+
+        pixels = PixelTally(nside, len(selections))
+        dropped_pixels = PixelTally(nside, len(selections)) if resolve else None
     systems: set[str] = set()
     releases: dict[int, bool] = {}
     rows = 0
     for chunk in chunks:
         names = chunk[BRICKNAME]
-        first_row, rows = rows, rows + names.size
+        chunk_row, rows = first_row + rows, rows + names.size
         release = chunk.get("RELEASE")
         if release is not None and release.size and \
                 int(release.max()) - int(release.min()) >= RELEASE_SPAN:
             raise SweepError(path, f"RELEASE holds values from {int(release.min())} to "
                                    f"{int(release.max())}: not survey release numbers")
         try:
-            if len(selections) > 1:  # what they compute alike, computed once
-                shared = SharedColumns(chunk)
-                selected = np.stack([s(shared) for s in selections])
-            else:
-                selected = selections[0](chunk)[None, :]
+            selected = _selected(chunk, selections)
             north = _north_flags(chunk, unknown_release_photsys, releases) if resolve else None
         except UnknownReleaseError as exc:
             raise SweepError(path, str(exc) + (" (or count without north/south resolution)"
@@ -504,7 +553,7 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
         if footprint is not None:
             kept = footprint.contains(ra, dec)
             names, selected = names[kept], selected[:, kept]
-            if resolve:
+            if resolve or pixels is not None:
                 ra, dec = ra[kept], dec[kept]
                 north = north[kept] if isinstance(north, np.ndarray) else north
         try:
@@ -514,7 +563,12 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
             rows_of = np.arange(names.size) if kept is None else np.flatnonzero(kept)
             bad = int(np.flatnonzero(_bad_names(names))[0])
             raise SweepError(path, _name_cause(names[bad:bad + 1],
-                                               first_row + int(rows_of[bad]))) from None
+                                               chunk_row + int(rows_of[bad]))) from None
+        if pixels is not None:
+            try:
+                pixels.add(ra, dec, selected, chunk_row)
+            except ValueError as exc:  # RA or Dec that is no position
+                raise SweepError(path, f"cannot count per HEALPix pixel: {exc}") from None
         if dropped_tally is not None and names.size:
             _note_systems(systems, north)
             if north is None:
@@ -525,11 +579,17 @@ def tally_chunks(path: str, chunks: Iterator[dict[str, np.ndarray]], selection: 
                 raise SweepError(path, f"cannot resolve north/south: {exc}") from None
             if dropped is not None:
                 dropped_tally.add(names[dropped], selected[:, dropped])
+                if dropped_pixels is not None:
+                    dropped_pixels.add(ra[dropped], dec[dropped], selected[:, dropped])
     names, objects, counts = tally.totals()
     extra: dict[str, Any] = {}
     if dropped_tally is not None:
         extra = {"photsys": "".join(sorted(systems)),
                  **_aligned(names, dropped_tally, len(selections))}
+    if pixels is not None:
+        extra["pixels"] = pixels.totals()
+        if dropped_pixels is not None:
+            extra["dropped_pixels"] = _aligned_pixels(extra["pixels"], dropped_pixels)
     return SweepCount(path, names, objects, counts[0], rows, int(objects.sum()),
                       int(counts[0].sum()), time.perf_counter() - started,
                       selections=tuple(s.name for s in selections), lrg_counts=counts, **extra)
@@ -545,6 +605,17 @@ def _note_systems(systems: set[str], north: Union[bool, np.ndarray, None]) -> No
             systems.add("N")
         if not north.all():
             systems.add("S")
+
+
+def _aligned_pixels(pixels: PixelCounts, dropped: Any) -> PixelCounts:
+    """What resolution drops, per pixel of ``pixels`` (its pixels are among them)."""
+    some = dropped.totals()
+    objects = np.zeros(pixels.pixel.size, np.int64)
+    counts = np.zeros(pixels.counts.shape, np.int64)
+    at = np.searchsorted(pixels.pixel, some.pixel)
+    objects[at] = some.n_objects
+    counts[:, at] = some.counts
+    return type(some)(pixels.pixel, objects, counts)
 
 
 def _aligned(names: np.ndarray, dropped: _BrickTally, width: int) -> dict[str, np.ndarray]:

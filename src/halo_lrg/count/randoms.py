@@ -9,6 +9,8 @@ exposure in g, r and z, and none of the MASKBITS in ``mask_bits`` (bits 1, 12, 1
 
 Only the five needed columns are read (``halo_lrg.fits.reader``, row chunks, memory ~ one
 chunk), and points are tallied per brick by the same integer-keyed tally as LRG counts.
+:func:`count_randoms` with ``nside`` also tallies them per NESTED HEALPix pixel
+(:class:`halo_lrg.count.pixels.PixelTally`, RA and DEC read too) in the same read of the file.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
 
 from halo_lrg.count.local import BRICKNAME, BadBrickName, _BrickTally
+from halo_lrg.count.pixels import PixelTally
+from halo_lrg.fits.layout import RowSlice
 from halo_lrg.fits.reader import SweepError, iter_column_chunks
 from halo_lrg.science.cuts import DESI_MASKBITS_REJECT, UnknownReleaseError
 from halo_lrg.science.resolve import resolve_catalogue
@@ -53,6 +57,32 @@ class RandomsCount(NamedTuple):
                              "n_kept": pd.Series(self.n_kept, dtype="int64")})
 
 
+class RandomsPixels(NamedTuple):
+    """Per-pixel randoms of one file (or chunk stream) at ``nside``, sorted by NESTED pixel;
+    every pixel with at least one point. Unpacks as ``pixel, n_total, n_kept``."""
+
+    pixel: np.ndarray  # int64
+    n_total: np.ndarray  # int64
+    n_kept: np.ndarray  # int64
+    nside: int
+
+    def frame(self) -> pd.DataFrame:
+        """``pixel, n_randoms, n_kept`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame({"pixel": pd.Series(self.pixel, dtype="int64"),
+                             "n_randoms": pd.Series(self.n_total, dtype="int64"),
+                             "n_kept": pd.Series(self.n_kept, dtype="int64")})
+
+
+class RandomsCounts(NamedTuple):
+    """What :func:`count_randoms` counted in one read: per brick, and per pixel when asked
+    (None otherwise)."""
+
+    bricks: RandomsCount
+    pixels: Optional[RandomsPixels]
+
+
 def check_mask_bits(mask_bits: int) -> int:
     """``mask_bits`` as an int in [0, 2**31 − 1], else ValueError."""
     if isinstance(mask_bits, bool) or not isinstance(mask_bits, (int, np.integer)):
@@ -77,6 +107,7 @@ def count_randoms_per_brick(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     fast_path: bool = True,
     resolve: bool = False,
+    rows: Optional[RowSlice] = None,
 ) -> RandomsCount:
     """``(brickname, n_total, n_kept)`` per brick of a randoms file (a local path) or of
     chunks ``{column: array}`` from any reader.
@@ -85,29 +116,59 @@ def count_randoms_per_brick(
     (:func:`halo_lrg.science.resolve.resolve_mask`: north/south randoms of DR9 overlap),
     reading RA, DEC and PHOTSYS (or RELEASE). A file that cannot be used raises
     :class:`~halo_lrg.fits.reader.SweepError` naming it and the cause; nothing partial is
-    returned.
+    returned. ``rows``: count that part of a file's rows only (a file split across tasks).
     """
+    return count_randoms(path_or_chunks, mask_bits, chunk_rows, fast_path, resolve,
+                         rows).bricks
+
+
+def count_randoms(
+    path_or_chunks: Union[str, Path, Iterable[Mapping[str, Any]]],
+    mask_bits: int = DESI_MASKBITS_REJECT,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    fast_path: bool = True,
+    resolve: bool = False,
+    rows: Optional[RowSlice] = None,
+    nside: Optional[int] = None,
+) -> RandomsCounts:
+    """:func:`count_randoms_per_brick`'s counts and, with ``nside``, the same points per
+    NESTED HEALPix pixel at that nside (RA and DEC are then read as well), from one read of
+    the file. Same errors, plus an RA or DEC that is NaN or out of range (named with its
+    row)."""
     mask_bits = check_mask_bits(mask_bits)
+    pixels = PixelTally(nside, 1) if nside is not None else None
     if isinstance(path_or_chunks, (str, os.PathLike)):
         name = str(path_or_chunks)
-        columns = RANDOMS_COLUMNS + (RESOLVE_COLUMNS if resolve else ())
+        positions = resolve or pixels is not None
+        columns = RANDOMS_COLUMNS + (RESOLVE_COLUMNS if positions else ())
         chunks: Iterable[Mapping[str, Any]] = iter_column_chunks(
             name, columns, chunk_rows, RESOLVE_OPTIONAL if resolve else (), fast_path,
-            raw_strings=(BRICKNAME,))
+            raw_strings=(BRICKNAME,), rows=rows)
     else:
         name, chunks = "<chunks>", path_or_chunks
+    # Rows named in errors count from the first row read (of the part, with ``rows``).
+    part = f" ({rows})" if rows is not None and not rows.whole else ""
     tally = _BrickTally()
+    first_row = 0
     for chunk in chunks:
         try:
+            names = np.asarray(chunk[BRICKNAME])
             keep = kept_randoms(chunk, mask_bits)
             if resolve:
                 keep &= resolve_catalogue(chunk)
+            if pixels is not None:
+                pixels.add(chunk["RA"], chunk["DEC"], keep[None, :], first_row)
         except KeyError as exc:
             raise SweepError(name, f"missing column {exc.args[0]}") from None
         except (UnknownReleaseError, ValueError) as exc:
-            raise SweepError(name, str(exc)) from None
+            raise SweepError(name, f"{exc}{part}") from None
         try:
-            tally.add(np.asarray(chunk[BRICKNAME]), keep)
+            tally.add(names, keep)
         except BadBrickName as exc:
             raise SweepError(name, str(exc)) from None
-    return RandomsCount(*tally.totals())
+        first_row += names.size
+    by_pixel = None
+    if pixels is not None:
+        pixel, n_total, n_kept = pixels.totals()
+        by_pixel = RandomsPixels(pixel, n_total, n_kept[0], pixels.nside)
+    return RandomsCounts(RandomsCount(*tally.totals()), by_pixel)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -322,6 +322,36 @@ class Column:
 
 
 @dataclass(frozen=True)
+class RowSlice:
+    """Part ``part`` (0-based) of ``parts`` near-equal row ranges of a table: rows
+    ``[nrows·part // parts, nrows·(part+1) // parts)``.
+
+    A big file is split this way from its size alone, before anything has read its header:
+    the task that reads a part learns ``nrows`` from the header and takes its own rows, so
+    the parts of one file cover each row exactly once whatever ``nrows`` turns out to be."""
+
+    part: int = 0
+    parts: int = 1
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.parts, int) and isinstance(self.part, int)
+                and self.parts >= 1 and 0 <= self.part < self.parts):
+            raise ValueError(f"a row slice is part k of n with 0 <= k < n, got part "
+                             f"{self.part!r} of {self.parts!r}")
+
+    @property
+    def whole(self) -> bool:
+        return self.parts == 1
+
+    def bounds(self, nrows: int) -> tuple[int, int]:
+        """The first row and one past the last row of this part of ``nrows`` rows."""
+        return nrows * self.part // self.parts, nrows * (self.part + 1) // self.parts
+
+    def __str__(self) -> str:
+        return "all rows" if self.whole else f"rows part {self.part + 1}/{self.parts}"
+
+
+@dataclass(frozen=True)
 class TableLayout:
     """Where a binary table lies in its file and what its rows hold."""
 
@@ -522,6 +552,73 @@ def decode(values: np.ndarray, column: Column, raw_string: bool = False,
     if column.zero != 0:
         out += column.zero
     return out
+
+
+class RecordColumns(Mapping[str, np.ndarray]):
+    """One chunk's columns (``{name: array}``, as :func:`decode` gives them), those named in
+    ``lazy`` decoded from the chunk's raw records only when first asked for, and
+    :meth:`columns_rows`: columns' values at some rows only.
+
+    Decoding is what a column costs (a row is 505 bytes, so each value is a cache miss): a
+    selection that evaluates its cheap, rejecting cuts first needs its other columns only at
+    the rows that survive them, and decodes just those. The other columns are decoded at
+    once, while the freshly read rows are still in the CPU's caches; so are strings and
+    logicals (a string's error names its row in the table, as on every other path).
+
+    The records are a view of the reader's buffer, which it refills for the next chunk:
+    :meth:`release` (the reader calls it before refilling) keeps what was decoded and makes
+    any other access an error rather than a read of the next chunk's bytes."""
+
+    def __init__(self, records: np.ndarray, columns: Sequence[Column],
+                 raw_strings: Iterable[str] = (), first_row: int = 0,
+                 lazy: Iterable[str] = ()) -> None:
+        self._records: Optional[np.ndarray] = records
+        self._columns = {c.name: c for c in columns}
+        self._decoded: dict[str, np.ndarray] = {}
+        raw, lazy = set(raw_strings), {name.upper() for name in lazy}
+        for column in columns:
+            if column.name not in lazy or column.string or column.logical:
+                self._decoded[column.name] = decode(records[column.name], column,
+                                                    column.name in raw, first_row)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values = self._decoded.get(name)
+        if values is None:
+            values = self._decoded[name] = decode(self._raw(name), self._columns[name])
+        return values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+    def keys(self) -> KeysView[str]:
+        return self._columns.keys()
+
+    def columns_rows(self, names: Iterable[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``{name: self[name][rows]}`` (``rows``: indices), decoding only those rows of the
+        columns not decoded whole."""
+        out: dict[str, np.ndarray] = {}
+        for name in names:
+            values = self._decoded.get(name)
+            out[name] = (values[rows] if values is not None
+                         else decode(self._raw(name)[rows], self._columns[name]))
+        return out
+
+    def release(self) -> None:
+        """Forget the records: the columns decoded so far stay readable, no other."""
+        self._records = None
+
+    def _raw(self, name: str) -> np.ndarray:
+        column = self._columns[name]  # KeyError for a column the chunk does not have
+        if self._records is None:
+            raise RuntimeError(f"column {column.name} was read from a chunk after the reader "
+                               "moved to the next one (its buffer is reused): read it before")
+        return self._records[column.name]
 
 
 def normalise_string(values: np.ndarray, raw: bool, name: str = "",

@@ -31,7 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Optional
 
@@ -41,6 +41,8 @@ from halo_lrg.fits.layout import (
     Column,
     FitsError,
     ReadAt,
+    RecordColumns,
+    RowSlice,
     TableLayout,
     decode,
     find_table,
@@ -145,27 +147,34 @@ def select_columns(path: str, layout: TableLayout, columns: Sequence[str],
 
 
 def table_chunks(path: str, layout: TableLayout, names: Sequence[str], chunk_rows: int,
-                 raw_strings: Iterable[str], fill: Fill) -> Iterator[dict[str, np.ndarray]]:
-    """``{name: array}`` for successive chunks of at most ``chunk_rows`` rows, read by
-    ``fill`` into one reused buffer (memory is chunk_rows x row_bytes whatever the file's
-    size) and decoded from a strided view."""
-    if not names or layout.nrows == 0:
+                 raw_strings: Iterable[str], fill: Fill, rows: Optional[RowSlice] = None,
+                 lazy: Collection[str] = ()) -> Iterator[Mapping[str, np.ndarray]]:
+    """``{name: array}`` for successive chunks of at most ``chunk_rows`` rows (of ``rows``'
+    part of the table only, by default all), read by ``fill`` into one reused buffer (memory
+    is chunk_rows x row_bytes whatever the file's size) and decoded from a strided view.
+    ``lazy``: columns decoded only when read, at the rows read: each chunk is then a
+    :class:`~halo_lrg.fits.layout.RecordColumns` (readable until the next one is asked for)."""
+    first, stop = (rows or RowSlice()).bounds(layout.nrows)
+    if not names or stop <= first:
         return
     dtype = layout.view_dtype(names)
     columns = [layout.columns[n] for n in names]
     raw = {c.upper() for c in raw_strings}
-    buffer = bytearray(min(chunk_rows, layout.nrows) * layout.row_bytes)
-    for start in range(0, layout.nrows, chunk_rows):
-        n = min(chunk_rows, layout.nrows - start)
+    buffer = bytearray(min(chunk_rows, stop - first) * layout.row_bytes)
+    for start in range(first, stop, chunk_rows):
+        n = min(chunk_rows, stop - start)
         view = memoryview(buffer)[: n * layout.row_bytes]
         fill(layout.data_start + start * layout.row_bytes, view)
         records = np.frombuffer(view, dtype=dtype, count=n)
         try:
-            chunk = {c.name: decode(records[c.name], c, c.name in raw, start)
-                     for c in columns}
+            chunk: Mapping[str, np.ndarray] = (
+                RecordColumns(records, columns, raw, start, lazy) if lazy else
+                {c.name: decode(records[c.name], c, c.name in raw, start) for c in columns})
         except FitsError as exc:
             raise SweepError(path, str(exc)) from None
         yield chunk
+        if isinstance(chunk, RecordColumns):
+            chunk.release()  # before the buffer is refilled
 
 
 def iter_column_chunks(
@@ -176,8 +185,12 @@ def iter_column_chunks(
     fast_path: bool = True,
     raw_strings: Sequence[str] = (),
     check: Optional[LayoutCheck] = None,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield ``{column: array}`` for successive chunks of at most ``chunk_rows`` rows.
+    rows: Optional[RowSlice] = None,
+    lazy: Collection[str] = (),
+) -> Iterator[Mapping[str, np.ndarray]]:
+    """Yield ``{column: array}`` for successive chunks of at most ``chunk_rows`` rows (of
+    ``rows``' part of the table only: by default every row). ``lazy``: on the fast path,
+    columns decoded only when read (see :func:`table_chunks`).
 
     Column names are matched case-insensitively and returned upper case. A required column
     that is absent raises :class:`MissingColumnsError` naming it; optional ones are read when
@@ -199,9 +212,9 @@ def iter_column_chunks(
     if fast_path and not layout.needs_fitsio(wanted):
         with open(path, "rb", buffering=0) as fh:
             yield from table_chunks(path, layout, wanted, chunk_rows, raw,
-                                    file_fill(path, layout, fh))
+                                    file_fill(path, layout, fh), rows, lazy)
     else:
-        yield from _fitsio_chunks(path, layout, wanted, chunk_rows, raw)
+        yield from _fitsio_chunks(path, layout, wanted, chunk_rows, raw, rows)
 
 
 def _fitsio_misreads(column: Column) -> bool:
@@ -209,7 +222,8 @@ def _fitsio_misreads(column: Column) -> bool:
 
 
 def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows: int,
-                   raw: set[str]) -> Iterator[dict[str, np.ndarray]]:
+                   raw: set[str], rows: Optional[RowSlice] = None
+                   ) -> Iterator[dict[str, np.ndarray]]:
     import fitsio
 
     ours = [c for c in wanted if _fitsio_misreads(layout.columns[c])]
@@ -236,9 +250,11 @@ def _fitsio_chunks(path: str, layout: TableLayout, wanted: list[str], chunk_rows
         names = [colnames[layout.columns[c].index] for c in theirs]
         own: Optional[Iterator[dict[str, np.ndarray]]] = None
         if ours:
-            own = table_chunks(path, layout, ours, chunk_rows, raw, file_fill(path, layout, fh))
-        for start in range(0, layout.nrows, chunk_rows):
-            stop = min(start + chunk_rows, layout.nrows)
+            own = table_chunks(path, layout, ours, chunk_rows, raw, file_fill(path, layout, fh),
+                               rows)
+        first, last = (rows or RowSlice()).bounds(layout.nrows)
+        for start in range(first, last, chunk_rows):
+            stop = min(start + chunk_rows, last)
             chunk: dict[str, np.ndarray] = {}
             if theirs:
                 try:

@@ -7,7 +7,8 @@ where bytes live. Errors are :class:`SourceError` naming the URI, never a temp p
 
 Checksums: an :class:`InputHash` handed to :func:`local_copy` hears every byte of the input
 (downloads as they arrive, local files read whole); :class:`ChecksumList` is a published
-``sha256sum`` list (``<hex>  <name>`` lines, matched by base name) and
+``sha256sum`` list (``<hex>  <path>`` lines, matched by the longest path suffix an input
+ends with, so a combined north+south list tells same-named files apart) and
 :func:`verify_sha256` compares. :func:`file_identity` says what an input is without reading it
 (size plus ETag / modification time), for matching stored partial results.
 """
@@ -165,52 +166,144 @@ _SHA256_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 
 
 def input_name(uri: str) -> str:
-    """An input's base name, as checksum lists name files."""
+    """An input's base name, as progress lines and stored partials label it."""
     if scheme_of(uri) == "file":
         return os.path.basename(local_path(uri))
     return os.path.basename(unquote(urlparse(uri).path))
 
 
+def path_segments(location: str) -> tuple[str, ...]:
+    """The '/'-separated names of a location, as checksum matching compares them: a local
+    path's (or ``file://``'s) directories and name, an S3 URI's bucket and key, a URL's host
+    and (unquoted) path; empty and ``.`` segments dropped (``./a//b`` is ``a/b``)."""
+    scheme = scheme_of(location)
+    if scheme == "file":
+        path = local_path(location)
+    elif is_s3(location):
+        parsed = urlparse(location)
+        path = f"{parsed.netloc}/{parsed.path}"
+    else:
+        parsed = urlparse(location)
+        path = f"{parsed.netloc}/{unquote(parsed.path)}"
+    return tuple(s for s in path.split("/") if s not in ("", "."))
+
+
+def _listed_segments(path: str) -> tuple[str, ...]:
+    """:func:`path_segments` of a path as a checksum list gives it: a URL as a URL, anything
+    else as a plain '/'-separated path (never expanded or resolved)."""
+    if "://" in path:
+        return path_segments(path)
+    return tuple(s for s in path.split("/") if s not in ("", "."))
+
+
+def _common_tail(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many trailing segments ``a`` and ``b`` share."""
+    n = 0
+    while n < len(a) and n < len(b) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
 @dataclass
 class ChecksumList:
-    """A ``sha256sum`` list (``<hex>  <name>`` lines, as ``sha256sum`` writes and the
-    survey publishes per sweep directory). Files are matched by base name; a name listed
-    twice with different hashes is ambiguous, and an input of that name is refused."""
+    """A ``sha256sum`` list (``<hex>  <path>`` lines, as ``sha256sum`` writes and the
+    survey publishes per sweep directory, with bare file names; or a combined list whose
+    paths carry the directory that tells same-named files apart, e.g.
+    ``north/sweep/9.0/sweep-150p030-160p035.fits``, as ``halo-lrg index --region both``
+    writes).
+
+    An input matches by path suffix, on '/' boundaries (:meth:`candidates`): the longest
+    listed path the input's URI ends with; failing that (a list naming other directories,
+    or ``./sub/name``), the entries sharing the longest tail with it (at least the base
+    name). So a bare-name list matches by base name, and ``.../dr9/south/sweep/9.0/x.fits``
+    picks the ``south/...`` entry of a combined list. Only a best match with several
+    different hashes is ambiguous, and that input is refused naming the list, the input and
+    the candidates."""
 
     source: str
-    by_name: dict[str, str] = field(default_factory=dict)
-    ambiguous: set[str] = field(default_factory=set)
+    #: (listed path, sha256) in list order, each pair once; paths normalised
+    #: (:func:`path_segments`: no ``./``, no empty segments).
+    entries: list[tuple[str, str]] = field(default_factory=list)
+    _by_name: dict[str, list[tuple[tuple[str, ...], str, str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        given, self.entries = self.entries, []
+        for path, digest in given:
+            self.add(path, digest)
+
+    def add(self, path: str, digest: str) -> None:
+        """List ``path`` (a relative path, an absolute one, or a URL) with ``digest``; a
+        pair already listed is not listed again."""
+        segments = _listed_segments(path)
+        if not segments:
+            raise ValueError(f"{self.source}: an entry without a file name ({path!r})")
+        normalised = path if "://" in path else "/".join(segments)
+        digest = digest.lower()
+        same = self._by_name.setdefault(segments[-1], [])
+        if any(s == segments and d == digest for s, d, _p in same):
+            return
+        same.append((segments, digest, normalised))
+        self.entries.append((normalised, digest))
 
     @classmethod
     def parse(cls, text: str, source: str) -> ChecksumList:
         """Raises ValueError naming the list and the line for a line that is not
-        ``<64 hex digits> <space or *><name>`` (blank lines and ``#`` comments are skipped)."""
+        ``<64 hex digits> <space or *><path>`` (blank lines and ``#`` comments are skipped)."""
         listed = cls(source)
         for number, raw in enumerate(text.splitlines(), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             match = _SHA256_LINE.match(line)
-            if match is None:
+            if match is None or not _listed_segments(match.group(2).strip()):
                 raise ValueError(f"{source}: line {number} is not '<sha256>  <file name>': "
                                  f"{line[:80]!r}")
-            digest, name = match.group(1).lower(), os.path.basename(match.group(2).strip())
-            if listed.by_name.get(name, digest) != digest:
-                listed.ambiguous.add(name)
-            listed.by_name[name] = digest
+            listed.add(match.group(2).strip(), match.group(1))
         return listed
 
+    def candidates(self, uri: str) -> list[tuple[str, str]]:
+        """The listed ``(path, sha256)`` entries that name ``uri`` best: those whose whole
+        path ``uri`` ends with (on '/' boundaries), the longest; when none is, those sharing
+        the longest tail with ``uri`` (its base name at least). Empty: not listed. Several
+        with different hashes: ambiguous (:meth:`expected` refuses it)."""
+        segments = path_segments(uri)
+        if not segments:
+            return []
+        same = self._by_name.get(segments[-1], [])
+        scored = [(_common_tail(listed, segments) == len(listed),
+                   _common_tail(listed, segments), path, digest)
+                  for listed, digest, path in same]
+        if not scored:
+            return []
+        best = max((whole, tail) for whole, tail, _p, _d in scored)
+        return [(path, digest) for whole, tail, path, digest in scored
+                if (whole, tail) == best]
+
     def expected(self, uri: str) -> Optional[str]:
-        """The listed SHA-256 of ``uri`` (by base name), None when not listed;
-        :class:`SourceError` when its name is listed with two different hashes."""
-        name = input_name(uri)
-        if name in self.ambiguous:
-            raise SourceError(uri, f"{self.source} lists {name} twice with different "
-                                   "SHA-256 values")
-        return self.by_name.get(name)
+        """The listed SHA-256 of ``uri`` (:meth:`candidates`), None when not listed;
+        :class:`SourceError` naming the list, the input and the candidates when its best
+        match is listed with different hashes."""
+        found = self.candidates(uri)
+        digests = {digest for _path, digest in found}
+        if len(digests) > 1:
+            paths = [path for path, _digest in found]
+            segments = path_segments(uri)
+            listed = _listed_segments(paths[0])
+            tail = "/".join(segments[-_common_tail(listed, segments):])
+            times = "twice" if len(found) == 2 else f"{len(found)} times"
+            why = ("" if _common_tail(listed, segments) == len(listed) else
+                   ": the input's path ends with none of them, so which it is cannot be told")
+            raise SourceError(uri, f"{self.source} lists {tail} {times} with different "
+                                   f"SHA-256 values ({', '.join(paths)}){why}")
+        return digests.pop() if digests else None
+
+    def text(self) -> str:
+        """The list as ``sha256sum`` lines (``<hex>  <path>``), in list order."""
+        return "".join(f"{digest}  {path}\n" for path, digest in self.entries)
 
     def __len__(self) -> int:
-        return len(self.by_name)
+        return len(self.entries)
 
 
 def read_checksums(uri: str, config: Config) -> ChecksumList:

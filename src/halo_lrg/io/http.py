@@ -21,6 +21,12 @@ over from byte 0. :func:`download`'s first request asks for the first part
   over that brings another version of the file is refused too;
 * answered 416 (Range Not Satisfiable): the file is empty, a clear error.
 
+:func:`open_pinned` is that first request on its own, with a first range of the caller's
+choosing: a :class:`PinnedFile` (the ranged case: any byte range of the file can then be read
+into memory or fetched into a file, pinned to the version the first answer showed) or a
+:class:`WholeStream` (no ranges: the file can only be read whole). A task reading a part of a
+file's rows asks a header's worth first, then only its rows' bytes.
+
 Every connection a download opens holds one of ``remote.max_connections_per_host`` slots
 shared by every process of the node (:class:`ConnectionSlots`) for as long as it is open.
 """
@@ -45,7 +51,7 @@ from urllib.parse import urlsplit
 
 from halo_lrg import __version__
 from halo_lrg.config import RemoteConfig
-from halo_lrg.io.ranged import Stopped, balanced_parts, fetch_ranges, pwrite_all
+from halo_lrg.io.ranged import Part, PinnedSource, Stopped, balanced_parts, pwrite_all
 from halo_lrg.io.retry import TransientError, with_retries
 from halo_lrg.io.workdir import staging_roots
 
@@ -233,6 +239,12 @@ def _same_version(validator: str, headers: Any) -> bool:
     return not modified or modified == validator
 
 
+def _version_headers(headers: Any) -> tuple[str, str]:
+    """(ETag, Last-Modified) as sent, "" when absent: what :func:`head` reports."""
+    return (str(headers.get("ETag") or "").strip(),
+            str(headers.get("Last-Modified") or "").strip())
+
+
 def _changed_size(url: str, status: int, was: int, now: int) -> FileChangedError:
     return FileChangedError(url, status, f"its size was {was:,} bytes, now {now:,}")
 
@@ -258,6 +270,8 @@ class _Ranged:
     last: int
     size: int
     validator: str
+    etag: str = ""
+    modified: str = ""
 
 
 def download(url: str, dest: str, remote: RemoteConfig,
@@ -274,49 +288,56 @@ def download(url: str, dest: str, remote: RemoteConfig,
     (an object with ``reset()`` and ``update(bytes)``, e.g. :class:`halo_lrg.io.fetch.InputHash`)
     hears the file's bytes in order, and a reset whenever the download starts over."""
     report = progress if progress is not None else (lambda _n: None)
-    slots = ConnectionSlots.for_url(url, remote)
-    stream = _Stream(url, dest, remote, slots, report, hasher)
+    first = remote.http_part_bytes if remote.http_parts > 1 else None
     try:
-        try:
-            outcome = with_retries(stream.attempt, remote, url, on_retry)
-        finally:
-            stream.close()
-        if isinstance(outcome, _Ranged):
-            return _download_parts(url, dest, remote, slots, outcome, report, hasher, on_retry)
-        return outcome
+        with open_pinned(url, remote, first, on_retry) as opened:
+            if isinstance(opened, PinnedFile):
+                return opened.fetch(dest, 0, opened.size - 1, report, hasher=hasher,
+                                    on_retry=on_retry)
+            return opened.download(dest, report, hasher, on_retry)
     except BaseException:
         if os.path.exists(dest):
             os.remove(dest)
         raise
 
 
-def _download_parts(url: str, dest: str, remote: RemoteConfig, slots: ConnectionSlots,
-                    first: _Ranged, progress: Callable[[int], None], hasher: Optional[Any],
-                    on_retry: Optional[Callable[[str], None]]) -> int:
-    stop = threading.Event()
-    source = _PinnedRanges(url, remote, slots, first, stop)
+def open_pinned(url: str, remote: RemoteConfig, first_bytes: Optional[int],
+                on_retry: Optional[Callable[[str], None]] = None
+                ) -> Union[PinnedFile, WholeStream]:
+    """The first request for ``url`` (``Range: bytes=0-<first_bytes - 1>``; None: ``bytes=0-``),
+    under the retry policy. Answered 206 with a validator: a :class:`PinnedFile` (its size and
+    validator known, that answer held open as its first ``first_bytes``); else (no ranges, or
+    none that can be pinned) a :class:`WholeStream`, the 200 answer held open, to be read
+    whole. Either way a context manager: leaving it closes what was not read."""
+    stream = WholeStream(url, remote, ConnectionSlots.for_url(url, remote))
     try:
-        return fetch_ranges(
-            dest, first.size, source.get, remote, progress,
-            parts=balanced_parts(first.size, remote.http_part_bytes, remote.http_parts,
-                                 first=first.last + 1),
-            concurrency=max(1, remote.http_parts), resumable=True,
-            label=lambda a, b: f"{url} (bytes {a}-{b})", hasher=hasher, stop=stop,
-            on_retry=on_retry)
-    finally:
-        source.close()
+        ranged = with_retries(lambda: stream.first(first_bytes), remote, url, on_retry)
+    except BaseException:
+        stream.close()
+        raise
+    if ranged is None:
+        return stream
+    return PinnedFile(url, remote, stream.slots, ranged)
 
 
-class _PinnedRanges:
-    """``get(first, last, sink)`` for :func:`halo_lrg.io.ranged.fetch_ranges`: a ranged GET
-    pinned with ``If-Range``, checked (206, its ``Content-Range``, the same version), its body
-    handed on as it arrives; each request holds a connection slot while it is open. The first
-    request's response serves the first part's first attempt."""
+class PinnedFile(PinnedSource):
+    """An HTTP(S) file pinned to one version (a strong ETag, else Last-Modified), read by
+    ranged GETs (:class:`halo_lrg.io.ranged.PinnedSource`): each pinned with ``If-Range``,
+    checked (206, its ``Content-Range``, the same version), its body handed on as it arrives;
+    each request holds a connection slot while it is open. A dropped part is asked again from
+    where it stopped. A fetch runs ``remote.http_parts`` balanced parts of at most
+    ``remote.http_part_bytes``. The first request's answer (``bytes 0-last``) serves the first
+    read of exactly that range. Made by :func:`open_pinned`."""
+
+    resumable = True
 
     def __init__(self, url: str, remote: RemoteConfig, slots: ConnectionSlots,
-                 first: _Ranged, stop: threading.Event) -> None:
-        self.url, self.remote, self.slots, self.stop = url, remote, slots, stop
+                 first: _Ranged) -> None:
+        super().__init__()
+        self.uri, self.url, self.remote, self.slots = url, url, remote, slots
         self.size, self.validator = first.size, first.validator
+        self.etag, self.modified = first.etag, first.modified
+        self.concurrency = max(1, remote.http_parts)
         self._primed: Optional[_Ranged] = first
         self._lock = threading.Lock()
 
@@ -327,11 +348,19 @@ class _PinnedRanges:
             primed.response.close()
             primed.slot.release()
 
+    def plan(self, first: int, last: int) -> list[Part]:
+        with self._lock:
+            head = self._primed.last + 1 if self._primed is not None and first == 0 else 0
+        return balanced_parts(last - first + 1, self.remote.http_part_bytes,
+                              self.remote.http_parts, first=head, origin=first)
+
     def get(self, first: int, last: int, sink: Callable[[Any], None]) -> None:
         with self._lock:
-            primed = self._primed if first == 0 else None
-            if primed is not None:
+            primed = self._primed
+            if primed is not None and (first, last) == (0, primed.last):
                 self._primed = None
+            else:
+                primed = None
         if primed is not None:
             response, slot = primed.response, primed.slot
         else:
@@ -391,37 +420,59 @@ def _copy_body(response: http.client.HTTPResponse, want: int, sink: Callable[[An
         raise TransientError(f"short body: {done + received:,} of {done + want:,} bytes")
 
 
-class _Stream:
-    """One stream into ``dest``: the first request (which may find ranges instead: then
-    :class:`_Ranged` is returned for the parts), then resumes or starts over, one
-    :meth:`attempt` each under the retry policy."""
+class WholeStream:
+    """A file read as one stream, from a server that offers no ranges (or none that can be
+    pinned): :meth:`first` makes the first request (which may find ranges instead: then it
+    returns :class:`_Ranged` for a :class:`PinnedFile`); :meth:`download` reads the answer
+    into a file, then resumes (``Range: bytes=<N>-`` + ``If-Range``, when the server says
+    ``Accept-Ranges: bytes``) or starts over, one attempt each under the retry policy."""
 
-    def __init__(self, url: str, dest: str, remote: RemoteConfig, slots: ConnectionSlots,
-                 progress: Callable[[int], None], hasher: Optional[Any]) -> None:
-        self.url, self.dest, self.remote, self.slots = url, dest, remote, slots
-        self.progress, self.hasher = progress, hasher
+    def __init__(self, url: str, remote: RemoteConfig, slots: ConnectionSlots) -> None:
+        self.url, self.remote, self.slots = url, remote, slots
+        self.progress: Callable[[int], None] = lambda _n: None
+        self.hasher: Optional[Any] = None
         self.fd: Optional[int] = None
-        self.asked = False      # the first request has been answered
+        self.pending: Optional[tuple[http.client.HTTPResponse, Slot]] = None  # the 200 answer
         self.written = 0        # bytes of the file on disk, in order
         self.reported = 0       # the most progress() has heard: bytes a reader may have read
         self.size: Optional[int] = None
         self.validator = ""
+        self.etag = self.modified = ""  # the headers as they came (as io.fetch reads them)
         self.resumable = False
 
+    def __enter__(self) -> WholeStream:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Close the answer not yet read, if any, and the file being written."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending[0].close()
+            pending[1].release()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
-    def attempt(self) -> Union[int, _Ranged]:
-        if self.fd is None:
-            self.fd = os.open(self.dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            if self.hasher is not None:
-                self.hasher.reset()
-        if not self.asked:
-            opened = self._first()
-            if isinstance(opened, _Ranged):
-                return opened
+    def download(self, dest: str, progress: Callable[[int], None],
+                 hasher: Optional[Any] = None,
+                 on_retry: Optional[Callable[[str], None]] = None) -> int:
+        """The whole file into ``dest`` (truncated first); its size. ``progress`` and
+        ``hasher`` as :func:`download`'s. Call once."""
+        self.progress, self.hasher = progress, hasher
+        self.fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if hasher is not None:
+            hasher.reset()
+        try:
+            return with_retries(self._attempt, self.remote, self.url, on_retry)
+        finally:
+            self.close()
+
+    def _attempt(self) -> int:
+        if self.pending is not None:
+            opened, self.pending = self.pending, None
         elif self.resumable and self.written > 0:
             opened = self._resume()
         else:
@@ -441,31 +492,40 @@ class _Stream:
             slot.release()
             raise
 
-    def _first(self) -> Union[_Ranged, tuple[http.client.HTTPResponse, Slot]]:
-        parts, part = self.remote.http_parts, max(1, self.remote.http_part_bytes)
+    def first(self, first_bytes: Optional[int]) -> Optional[_Ranged]:
+        """One attempt at the first request: :class:`_Ranged` when the answer can be pinned,
+        else None with the whole file's answer held as ``pending``."""
+        part = max(1, first_bytes) if first_bytes is not None else None
         try:
             response, slot = self._request(
-                {"Range": f"bytes=0-{part - 1}" if parts > 1 else "bytes=0-"})
+                {"Range": f"bytes=0-{part - 1}" if part is not None else "bytes=0-"})
         except RangeNotSatisfiable as exc:
             if exc.total == 0:
                 raise PermanentHTTPError(self.url, 416, "Range Not Satisfiable",
                                          "the file on the server is empty (0 bytes)") from None
             raise
-        self.asked = True
         if response.status == 206:
             got = content_range(response.headers.get("Content-Range"))
             validator = validator_of(response.headers)
             if got is not None and got.first == 0 and got.total and got.last < got.total \
                     and validator:
-                return _Ranged(response, slot, got.last, got.total, validator)
+                return _Ranged(response, slot, got.last, got.total, validator,
+                               *_version_headers(response.headers))
             # Ranges without a validator to pin them (or an unreadable Content-Range): one
             # plain stream, started over if it breaks.
             LOG.info("%s: ranges offered without a validator; one stream", self.url)
             response.close()
             slot.release()
-            return self._whole()
-        self._take(response)
-        return response, slot
+            self.pending = self._whole()
+            return None
+        try:
+            self._take(response)
+        except BaseException:
+            response.close()
+            slot.release()
+            raise
+        self.pending = response, slot
+        return None
 
     def _whole(self) -> tuple[http.client.HTTPResponse, Slot]:
         """The whole file again, from byte 0."""
@@ -537,6 +597,7 @@ class _Stream:
                 raise FileChangedError(self.url, 200, f"it was {self.validator}, now "
                                                       f"{validator}")
         self.size, self.validator = size, validator
+        self.etag, self.modified = _version_headers(response.headers)
         accepts = str(response.headers.get("Accept-Ranges") or "").lower()
         self.resumable = "bytes" in accepts and bool(validator) and size is not None
 

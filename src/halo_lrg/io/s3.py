@@ -1,5 +1,10 @@
 """S3 (and S3-compatible stores) through boto3: credentials from the standard chain, region and
-endpoint from config or the AWS environment, concurrent ranged GETs for downloads."""
+endpoint from config or the AWS environment, concurrent ranged GETs for downloads.
+
+:class:`PinnedObject` is an object pinned to the ETag of one HEAD, read by ranged GETs with
+``IfMatch``: the whole object (:func:`fetch_parts`, :func:`download`) or any byte range of it
+(``PinnedObject(uri, remote).fetch(dest, first, last, progress)``: a task reading a part of a
+file's rows), through the one ranged-download engine (:mod:`halo_lrg.io.ranged`)."""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from typing import Any, Callable, Optional
 
 from halo_lrg.config import RemoteConfig
 from halo_lrg.io.ranged import (
+    Part,
+    PinnedSource,
     Writer,
-    fetch_ranges,
     pwrite_all,  # noqa: F401 - still importable from here, where it was first defined
     split_parts,
 )
@@ -214,38 +220,39 @@ def _precondition_failed(exc: BaseException) -> bool:
     return code in ("PreconditionFailed", "412") or status == 412
 
 
-def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[int], None], *,
-                s3: Optional[Any] = None, write: Writer = os.pwrite,
-                hasher: Optional[Any] = None) -> tuple[int, str]:
-    """What :func:`download_parts_in_order` does, returning ``(size, etag)``; ``s3`` (a client)
-    and ``write`` (an ``os.pwrite``) are seams for tests.
+class PinnedObject(PinnedSource):
+    """An S3 object pinned to the ETag of one HEAD, read by ranged GETs
+    (:class:`halo_lrg.io.ranged.PinnedSource`): ``s3`` (a client) replaces the cached one
+    (tests).
 
-    One HEAD gives the size and ETag; every part (``remote.s3_part_bytes``,
-    ``remote.s3_max_concurrency`` at a time) is a ranged GET with ``IfMatch`` on that ETag, so
-    an object replaced mid-download answers 412 and the download stops with
+    Every GET carries ``IfMatch`` on that ETag, so an object replaced since answers 412:
     :class:`ObjectChangedError` (also raised if a store that ignores If-Match returns another
-    ETag or total size). The parts, writes, progress, hashing and stop-on-failure are
-    :func:`halo_lrg.io.ranged.fetch_ranges`'s: each part must return exactly its range and
-    every byte of it must be written before it counts (a failed part is fetched again whole);
-    ``progress(n)`` hears the contiguous prefix of finished parts, ``progress(size)`` only once
-    every part is whole; ``hasher`` (``reset()``, ``update(bytes)``, e.g.
-    :class:`halo_lrg.io.fetch.InputHash`) hears the file's bytes in order, all of them before
-    ``progress(size)``. On any failure the other parts stop and ``dest`` is removed.
-    """
-    bucket, key = _object(uri)
-    meta = _head(uri, remote, s3)
-    size = int(meta["ContentLength"])
-    etag = str(meta.get("ETag") or "")
-    bare_etag = etag.strip('"')
-    pinned = {"IfMatch": etag} if etag else {}
+    ETag or total size). Parts are ``remote.s3_part_bytes``, ``remote.s3_max_concurrency`` at a
+    time; a failed part is fetched again whole."""
 
-    def get(first: int, last: int, sink: Callable[[Any], None]) -> None:
+    def __init__(self, uri: str, remote: RemoteConfig, s3: Optional[Any] = None) -> None:
+        super().__init__()
+        self.uri, self.remote, self._s3 = uri, remote, s3
+        self.bucket, self.key = _object(uri)
+        meta = _head(uri, remote, s3)
+        self.size = int(meta["ContentLength"])
+        self.etag = str(meta.get("ETag") or "")
+        modified = meta.get("LastModified")  # as io.fetch.file_identity spells it
+        self.modified = modified.isoformat() if modified is not None else ""
+        self.concurrency = remote.s3_max_concurrency
+
+    def plan(self, first: int, last: int) -> list[Part]:
+        return split_parts(last - first + 1, self.remote.s3_part_bytes, origin=first)
+
+    def get(self, first: int, last: int, sink: Callable[[Any], None]) -> None:
+        bare_etag = self.etag.strip('"')
+        pinned = {"IfMatch": self.etag} if self.etag else {}
         try:
             try:
-                response = (s3 or client(remote)).get_object(
-                    Bucket=bucket, Key=key, Range=f"bytes={first}-{last}", **pinned)
+                response = (self._s3 or client(self.remote)).get_object(
+                    Bucket=self.bucket, Key=self.key, Range=f"bytes={first}-{last}", **pinned)
             except Exception as exc:
-                if etag and _precondition_failed(exc):
+                if self.etag and _precondition_failed(exc):
                     raise ObjectChangedError(bare_etag) from None
                 raise
             got = str(response.get("ETag") or "").strip('"')
@@ -254,24 +261,40 @@ def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[i
             content_range = response.get("ContentRange")
             if content_range:
                 match = _CONTENT_RANGE.match(str(content_range).strip())
-                if match and match.group(3) not in ("*", str(size)):
+                if match and match.group(3) not in ("*", str(self.size)):
                     raise ObjectChangedError(bare_etag or "unknown")
                 if not match or (int(match.group(1)), int(match.group(2))) != (first, last):
                     raise TransientError(f"asked for bytes {first}-{last}, got "
                                          f"Content-Range {content_range!r}")
             sink(response["Body"].read())  # a short body: the engine's "short part"
         except Exception as exc:
-            mapped = _classify(exc, uri)
+            mapped = _classify(exc, self.uri)
             if mapped is exc:
                 raise
             raise mapped from None
 
-    fetch_ranges(dest, size, get, remote, progress,
-                 parts=split_parts(size, remote.s3_part_bytes),
-                 concurrency=remote.s3_max_concurrency,
-                 label=lambda first, last: f"{uri} (bytes {first}-{last})",
-                 hasher=hasher, write=write)
-    return size, etag
+
+def fetch_parts(uri: str, dest: str, remote: RemoteConfig, progress: Callable[[int], None], *,
+                s3: Optional[Any] = None, write: Writer = os.pwrite,
+                hasher: Optional[Any] = None) -> tuple[int, str]:
+    """What :func:`download_parts_in_order` does, returning ``(size, etag)``; ``s3`` (a client)
+    and ``write`` (an ``os.pwrite``) are seams for tests.
+
+    One HEAD gives the size and ETag; every part (``remote.s3_part_bytes``,
+    ``remote.s3_max_concurrency`` at a time) is a ranged GET with ``IfMatch`` on that ETag
+    (:class:`PinnedObject`), so an object replaced mid-download answers 412 and the download
+    stops with :class:`ObjectChangedError`. The parts, writes, progress, hashing and
+    stop-on-failure are :func:`halo_lrg.io.ranged.fetch_ranges`'s: each part must return
+    exactly its range and every byte of it must be written before it counts (a failed part is
+    fetched again whole); ``progress(n)`` hears the contiguous prefix of finished parts,
+    ``progress(size)`` only once every part is whole; ``hasher`` (``reset()``,
+    ``update(bytes)``, e.g. :class:`halo_lrg.io.fetch.InputHash`) hears the file's bytes in
+    order, all of them before ``progress(size)``. On any failure the other parts stop and
+    ``dest`` is removed.
+    """
+    source = PinnedObject(uri, remote, s3)
+    source.fetch(dest, 0, source.size - 1, progress, hasher=hasher, write=write)
+    return source.size, source.etag
 
 
 def download_parts_in_order(uri: str, dest: str, remote: RemoteConfig,

@@ -13,6 +13,12 @@ Poisson error is sqrt(n_kept) / (density x n_files): ~2.5% for a full 0.0625 deg
 one file, ~0.6% with all 20 DR10 files. ``lrg_density_eff = lrg_count / area_eff`` is then
 the density of the selected sample per unmasked deg², flat where the geometric one dips at
 holes and edges.
+
+The same per HEALPix pixel (NESTED, as DESI's pixweight maps at nside 256):
+:func:`pixel_area_map` turns randoms counted per pixel
+(:func:`halo_lrg.count.randoms.count_randoms`, ``nside=``) into a map of
+``area_eff_deg2`` and its Poisson error, which
+:func:`halo_lrg.science.healpix_map.with_effective_area` joins to a counts map.
 """
 
 from __future__ import annotations
@@ -25,12 +31,17 @@ import numpy as np
 import pandas as pd
 
 from halo_lrg.science.density import TableError, read_csv_table
+from halo_lrg.science.healpix import nest_to_radec
+from halo_lrg.science.healpix_map import AREA_EFF, HealpixMap
 
 #: Randoms per deg² in each DR10 randoms file.
 RANDOMS_DENSITY = 2500.0
 AREA_COLUMNS = ["brickname", "n_randoms", "n_kept", "area_eff_deg2"]
 #: What :func:`add_effective_area` adds to a density table.
 EFFECTIVE_COLUMNS = ["area_eff_deg2", "lrg_density_eff"]
+#: A per-pixel area map's columns (:func:`pixel_area_map`).
+PIXEL_AREA_COLUMNS = ["pixel", "ra", "dec", "n_randoms", "n_kept", AREA_EFF,
+                      "area_eff_err_deg2"]
 
 
 def _check(n_files: int, density: float) -> None:
@@ -54,18 +65,28 @@ def effective_area_error(n_kept: Any, n_files: int, density: float = RANDOMS_DEN
     return np.sqrt(np.asarray(n_kept, dtype=np.float64)) / (density * n_files)
 
 
-def merge_randoms_counts(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Per-file ``brickname, n_randoms, n_kept`` tables summed per brick, sorted by name."""
-    frames = [t[["brickname", "n_randoms", "n_kept"]] for t in tables]
+def _sum_randoms(tables: Iterable[pd.DataFrame], key: str, dtype: str) -> pd.DataFrame:
+    """``key, n_randoms, n_kept`` tables summed per key, sorted by it."""
+    frames = [t[[key, "n_randoms", "n_kept"]] for t in tables]
     if not frames:
-        return pd.DataFrame({"brickname": pd.Series([], dtype=str),
+        return pd.DataFrame({key: pd.Series([], dtype=dtype),
                              "n_randoms": pd.Series([], dtype="int64"),
                              "n_kept": pd.Series([], dtype="int64")})
     merged = pd.concat(frames, ignore_index=True)
-    merged["brickname"] = merged["brickname"].astype(str).str.strip()
-    summed = merged.groupby("brickname", sort=True, as_index=False)[["n_randoms",
-                                                                     "n_kept"]].sum()
+    if key == "brickname":
+        merged["brickname"] = merged["brickname"].astype(str).str.strip()
+    summed = merged.groupby(key, sort=True, as_index=False)[["n_randoms", "n_kept"]].sum()
     return summed.astype({"n_randoms": "int64", "n_kept": "int64"})
+
+
+def merge_randoms_counts(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Per-file ``brickname, n_randoms, n_kept`` tables summed per brick, sorted by name."""
+    return _sum_randoms(tables, "brickname", str)
+
+
+def merge_pixel_randoms(tables: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Per-file ``pixel, n_randoms, n_kept`` tables (one nside) summed per pixel, sorted."""
+    return _sum_randoms(tables, "pixel", "int64")
 
 
 def area_table(counts: pd.DataFrame, n_files: int,
@@ -75,6 +96,23 @@ def area_table(counts: pd.DataFrame, n_files: int,
     out = merge_randoms_counts([counts])
     out["area_eff_deg2"] = effective_area(out["n_kept"].to_numpy(), n_files, density)
     return out[AREA_COLUMNS]
+
+
+def pixel_area_map(counts: pd.DataFrame, nside: int, n_files: int,
+                   density: float = RANDOMS_DENSITY) -> HealpixMap:
+    """The effective area of each NESTED pixel at ``nside`` from randoms counted per pixel
+    (``pixel, n_randoms, n_kept`` summed over ``n_files`` files: :func:`merge_pixel_randoms`):
+    ``pixel, ra, dec, n_randoms, n_kept, area_eff_deg2, area_eff_err_deg2`` (the Poisson
+    1σ), one row per pixel any random point fell in."""
+    summed = merge_pixel_randoms([counts])
+    pixel = summed["pixel"].to_numpy(dtype=np.int64)
+    ra, dec = nest_to_radec(pixel, nside)
+    kept = summed["n_kept"].to_numpy()
+    table = pd.DataFrame({"pixel": pixel, "ra": ra, "dec": dec,
+                          "n_randoms": summed["n_randoms"].to_numpy(), "n_kept": kept,
+                          AREA_EFF: effective_area(kept, n_files, density),
+                          "area_eff_err_deg2": effective_area_error(kept, n_files, density)})
+    return HealpixMap(nside, table[PIXEL_AREA_COLUMNS])
 
 
 def read_area_csv(path: Union[str, Path]) -> pd.DataFrame:

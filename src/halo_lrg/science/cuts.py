@@ -54,10 +54,11 @@ No value raises or warns. What a non-finite or non-positive value does:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -65,7 +66,8 @@ from halo_lrg.config import Config, ConfigError, CutsConfig
 
 __all__ = [
     "AB_ZEROPOINT", "DESI_COLUMNS", "DESI_FLUX_FLOOR", "DESI_GAIA_G_BRIGHT_LIMIT",
-    "DESI_LRG_NORTH", "DESI_LRG_SOUTH", "DESI_MASKBITS_REJECT", "DESI_ZFIBERTOT_BRIGHT_LIMIT",
+    "DESI_LRG_NORTH", "DESI_LRG_SOUTH", "DESI_MASKBITS_REJECT", "DESI_SPARSE_COLUMNS",
+    "DESI_ZFIBERTOT_BRIGHT_LIMIT",
     "NORTH_RELEASES", "SEED_COLUMNS", "SELECTION_NAMES", "SOUTH_RELEASES", "VARIANT_KEYS",
     "DesiLrgColourCuts", "Selection", "SelectionError", "SharedColumns", "UnknownReleaseError",
     "dereddened_flux",
@@ -164,6 +166,9 @@ class Selection:
     base: str = ""
     #: The object-quality requirements applied before the colour cuts (None: none).
     quality_mask: Optional[Mapping[str, Any]] = None
+    #: Columns it reads only at the rows its cheaper cuts leave (a few in a hundred in a
+    #: sweep): a chunk read lazily decodes just those rows of them.
+    sparse_columns: tuple[str, ...] = ()
 
     def definition(self) -> dict[str, Any]:
         """What it is, as the manifest lists it: name, base, description, and parameters
@@ -174,22 +179,42 @@ class Selection:
 
     def __call__(self, catalogue: Mapping[str, Any]) -> np.ndarray:
         names = _names(catalogue)
-        missing = [c for c in self.columns if c not in names]
-        if missing:
+        if not names.issuperset(self.columns):
+            missing = [c for c in self.columns if c not in names]
             raise KeyError(f"selection {self.name!r} needs column(s) {', '.join(missing)}")
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return np.asarray(self.function(catalogue), dtype=bool)
 
 
-class SharedColumns(dict):
-    """A catalogue's columns (``{name: array}``) with room for what selections compute alike:
-    several selections called on it compute each shared step once (the seed's magnitudes for
-    every seed variant; the DESI fluxes, quality mask and magnitudes for both hemispheres).
-    What is shared depends on the columns alone, never on a selection's thresholds."""
+class SharedColumns(Mapping[str, Any]):
+    """A catalogue's columns (any catalogue a selection takes) with room for what selections
+    compute alike: several selections called on it compute each shared step once (the seed's
+    magnitudes for every seed variant; DESI's magnitudes, and the rows each DESI selection
+    keeps, found for both hemispheres at once). What is shared depends on the columns alone,
+    never on a selection's thresholds. Columns are read from the catalogue as they are asked
+    for (a :class:`~halo_lrg.fits.layout.RecordColumns` chunk decodes no column nobody
+    reads, and some only at the rows asked for: :meth:`columns_rows`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, catalogue: Any) -> None:
+        self.catalogue = catalogue
         self.shared: dict[str, Any] = {}
+        self.names = frozenset(_names(catalogue))  # checked by each selection called on it
+
+    def __getitem__(self, name: str) -> Any:
+        return self.catalogue[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def columns_rows(self, names: Sequence[str], rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns ``names`` at ``rows`` (indices) only."""
+        return _columns_rows(self.catalogue, names, rows)
 
 
 def _shared(cat: Mapping[str, Any], key: str, compute: Callable[[], Any]) -> Any:
@@ -202,7 +227,19 @@ def _shared(cat: Mapping[str, Any], key: str, compute: Callable[[], Any]) -> Any
     return store[key]
 
 
-def _names(catalogue: Mapping[str, Any]) -> set[str]:
+def _columns_rows(cat: Mapping[str, Any], names: Sequence[str], rows: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Columns ``names`` at ``rows`` (indices): decoding only those rows when the catalogue
+    can (a chunk read lazily), else the columns indexed."""
+    columns_rows = getattr(cat, "columns_rows", None)
+    if columns_rows is not None:
+        return columns_rows(names, rows)
+    return {name: _column(cat, name)[rows] for name in names}
+
+
+def _names(catalogue: Mapping[str, Any]) -> Union[set[str], frozenset[str]]:
+    if isinstance(catalogue, SharedColumns):
+        return catalogue.names
     names = getattr(getattr(catalogue, "dtype", None), "names", None)
     if names is not None:
         return set(names)
@@ -274,12 +311,25 @@ DESI_COLUMNS = (
     "FIBERFLUX_Z", "FIBERTOTFLUX_Z", "GAIA_PHOT_G_MEAN_MAG",
     "NOBS_G", "NOBS_R", "NOBS_Z", "MASKBITS",
 )
+#: What DESI's selection reads only at the rows its cheaper cuts leave (a few in a hundred
+#: of a sweep's; :class:`_DesiStages`): z and the fibre where the sliding cut passes, g and
+#: the rest of the quality mask where the non-stellar cut and faint limit pass too.
+_DESI_STEP2_COLUMNS = ("FLUX_Z", "MW_TRANSMISSION_Z", "FIBERFLUX_Z")
+_DESI_STEP3_COLUMNS = (
+    "FLUX_G", "MW_TRANSMISSION_G", "FLUX_IVAR_R", "FLUX_IVAR_Z", "FLUX_IVAR_W1",
+    "FIBERTOTFLUX_Z", "GAIA_PHOT_G_MEAN_MAG", "NOBS_G", "NOBS_R", "NOBS_Z", "MASKBITS",
+)
+DESI_SPARSE_COLUMNS = (*_DESI_STEP2_COLUMNS, *_DESI_STEP3_COLUMNS)
+
+
+def _f32(values: Any) -> np.ndarray:
+    # float32 throughout, as desitarget computes on the catalogue's own type.
+    return np.asarray(values).astype(np.float32, copy=False)
 
 
 def _desi_fluxes(cat: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    # float32 throughout, as desitarget computes on the catalogue's own type.
     def col(name: str) -> np.ndarray:
-        return _column(cat, name).astype(np.float32, copy=False)
+        return _f32(_column(cat, name))
 
     return {
         "g": col("FLUX_G") / col("MW_TRANSMISSION_G"),
@@ -295,43 +345,192 @@ def desi_lrg_quality(cat: Mapping[str, Any], fluxes: Optional[dict] = None) -> n
     """desitarget's ``notinLRG_mask``: positive fluxes with positive ivar, observed in g, r
     and z, no bright Gaia star, not too bright in the fibre, outside bright-star/galaxy masks."""
     f = fluxes or _desi_fluxes(cat)
-    ok = (_column(cat, "FLUX_IVAR_R") > 0) & (f["r"] > 0)
-    ok &= (_column(cat, "FLUX_IVAR_Z") > 0) & (f["z"] > 0) & (f["zfiber"] > 0)
-    ok &= (_column(cat, "FLUX_IVAR_W1") > 0) & (f["w1"] > 0)
+    return _desi_positive(f) & _desi_quality_columns(cat, f["zfibertot"])
+
+
+def _desi_positive(fluxes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The quality mask's dereddened fluxes: r, z, zfiber and W1 positive."""
+    return _all_positive([fluxes[band] for band in ("r", "z", "zfiber", "w1")])
+
+
+def _all_positive(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Per element, every array's value > 0: their minimum is (NaN, the minimum of anything
+    with NaN, is not), one comparison instead of one per array."""
+    smallest = arrays[0]
+    for more in arrays[1:]:
+        smallest = np.minimum(smallest, more)
+    return smallest > 0
+
+
+def _desi_quality_columns(cat: Mapping[str, Any], zfibertot: np.ndarray) -> np.ndarray:
+    """The rest of the quality mask: ivars, Gaia, fibre total flux, NOBS, MASKBITS."""
+    ok = _all_positive([_column(cat, name) for name in _DESI_POSITIVE_IVARS])
+    ok &= _all_positive([_column(cat, name) for name in _DESI_POSITIVE_NOBS])
     gaia_g = _column(cat, "GAIA_PHOT_G_MEAN_MAG")
     ok &= (gaia_g == 0) | (gaia_g > DESI_GAIA_G_BRIGHT_LIMIT)
-    ok &= f["zfibertot"] < np.float32(10 ** (-0.4 * (DESI_ZFIBERTOT_BRIGHT_LIMIT - AB_ZEROPOINT)))
-    ok &= (_column(cat, "NOBS_G") > 0) & (_column(cat, "NOBS_R") > 0)
-    ok &= _column(cat, "NOBS_Z") > 0
+    ok &= zfibertot < _F32_ZFIBERTOT_LIMIT
     ok &= (_column(cat, "MASKBITS").astype(np.int64) & DESI_MASKBITS_REJECT) == 0
     return ok
 
 
+_DESI_POSITIVE_IVARS = ("FLUX_IVAR_R", "FLUX_IVAR_Z", "FLUX_IVAR_W1")
+_DESI_POSITIVE_NOBS = ("NOBS_G", "NOBS_R", "NOBS_Z")
+# The float32 constants of desitarget's arithmetic, made once (not at every call).
+_F32_ZFIBERTOT_LIMIT = np.float32(10 ** (-0.4 * (DESI_ZFIBERTOT_BRIGHT_LIMIT - AB_ZEROPOINT)))
+_F32_ZEROPOINT, _F32_TWO_AND_A_HALF = np.float32(AB_ZEROPOINT), np.float32(2.5)
+_F32_FLUX_FLOOR = np.float32(DESI_FLUX_FLOOR)
+
+
+def _desi_magnitude(flux: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """desitarget's ``22.5 - 2.5 log10(flux.clip(1e-7))`` in float32, in ``out`` (which may
+    be ``flux``) or a new array.
+
+    ``maximum`` is ``clip`` with no upper bound (NaN stays NaN in both, and every comparison
+    with NaN is false); each step writes into the same array."""
+    magnitude = np.maximum(flux, _F32_FLUX_FLOOR, out=out)
+    np.log10(magnitude, out=magnitude)
+    np.multiply(_F32_TWO_AND_A_HALF, magnitude, out=magnitude)
+    return np.subtract(_F32_ZEROPOINT, magnitude, out=magnitude)
+
+
 def _desi_magnitudes(fluxes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The magnitudes and colours :func:`desi_lrg_colours` compares, in float32."""
-    def mag(band: str) -> np.ndarray:
-        # NaN stays NaN through clip, and every comparison with NaN is false.
-        return np.float32(AB_ZEROPOINT) - np.float32(2.5) * np.log10(
-            np.clip(fluxes[band], np.float32(DESI_FLUX_FLOOR), None))
+    r, z, w1, zfiber, g = (_desi_magnitude(fluxes[band])
+                           for band in ("r", "z", "w1", "zfiber", "g"))
+    return {"w1": w1, "zfiber": zfiber, "r_w1": r - w1, "g_w1": g - w1,
+            "nonstellar": _desi_nonstellar(r, z, w1)}
 
-    g, r, z, w1, zfiber = mag("g"), mag("r"), mag("z"), mag("w1"), mag("zfiber")
-    r_w1 = r - w1
-    return {"w1": w1, "zfiber": zfiber, "g_w1": g - w1, "r_w1": r_w1,
-            "nonstellar": z - w1 > DESI_NONSTELLAR_SLOPE * (r - z) - DESI_NONSTELLAR_OFFSET}
+
+def _desi_nonstellar(r: np.ndarray, z: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """The non-stellar cut (no selection's threshold enters it)."""
+    return z - w1 > DESI_NONSTELLAR_SLOPE * (r - z) - DESI_NONSTELLAR_OFFSET
 
 
 def desi_lrg_colours(fluxes: Mapping[str, np.ndarray], cuts: DesiLrgColourCuts,
                      magnitudes: Optional[Mapping[str, np.ndarray]] = None) -> np.ndarray:
     """desitarget's ``isLRG_colors`` on dereddened fluxes (clipped at 1e-7 nanomaggies)."""
     m = magnitudes if magnitudes is not None else _desi_magnitudes(fluxes)
-    w1, r_w1 = m["w1"], m["r_w1"]
-    lrg = m["nonstellar"].copy()                                             # non-stellar
-    lrg &= m["zfiber"] < cuts.zfiber_max                                     # faint limit
-    lrg &= (m["g_w1"] > cuts.lowz_g_w1_min) | (r_w1 > cuts.lowz_r_w1_min)    # low-z
-    lrg &= (((r_w1 > (w1 - cuts.sliding_w1_pivot) * cuts.sliding_slope)     # sliding cut
+    return (m["nonstellar"] & (m["zfiber"] < cuts.zfiber_max)                  # faint limit
+            & _sliding_cut(m["r_w1"], m["w1"], cuts) & _lowz_cut(m, cuts))
+
+
+def _sliding_cut(r_w1: np.ndarray, w1: np.ndarray,
+                 cuts: Union[DesiLrgColourCuts, _CutColumns]) -> np.ndarray:
+    return (((r_w1 > (w1 - cuts.sliding_w1_pivot) * cuts.sliding_slope)
              & (r_w1 > w1 - cuts.sliding_w1_offset))
             | (r_w1 > cuts.sliding_r_w1_override))
-    return lrg
+
+
+def _lowz_cut(m: Mapping[str, np.ndarray], cuts: Union[DesiLrgColourCuts, _CutColumns]
+              ) -> np.ndarray:
+    return (m["g_w1"] > cuts.lowz_g_w1_min) | (m["r_w1"] > cuts.lowz_r_w1_min)
+
+
+class _CutColumns(NamedTuple):
+    """Several selections' :class:`DesiLrgColourCuts`, each threshold a float32 column
+    (selections, 1): one numpy call then evaluates a cut for all of them, its rows the
+    selections'. float32 is what each Python-float threshold becomes in a comparison with
+    (or arithmetic on) float32 magnitudes, so every answer is the one-selection answer."""
+
+    zfiber_max: np.ndarray
+    lowz_g_w1_min: np.ndarray
+    lowz_r_w1_min: np.ndarray
+    sliding_slope: np.ndarray
+    sliding_w1_pivot: np.ndarray
+    sliding_w1_offset: np.ndarray
+    sliding_r_w1_override: np.ndarray
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def of(cuts: tuple[DesiLrgColourCuts, ...]) -> _CutColumns:
+        return _CutColumns(*(np.array([getattr(c, name) for c in cuts], np.float32)[:, None]
+                             for name in _CutColumns._fields))
+
+
+class _DesiStages:
+    """DESI selections of one catalogue, in three steps, each on the rows the one before
+    leaves (of a sweep's objects, a few in a hundred pass the first):
+
+    1. every row: r and W1 magnitudes, for a test every row a selection's sliding cut keeps
+       passes (the most selective cut on the columns the seed selection reads too);
+    2. the rows passing it: z and fibre magnitudes, for the non-stellar cut, the faint limit,
+       the sliding cut and the quality mask's positive fluxes;
+    3. the rows passing those: g (the low-z cut) and the rest of the quality mask.
+
+    The columns steps 2 and 3 read are decoded at those rows only when the catalogue can (a
+    lazily read chunk: :attr:`Selection.sparse_columns`). Elementwise float32 arithmetic
+    gives a row the same value whichever rows it is computed with, so each answer is the one
+    computed on every row (the differential test against desitarget holds either way); a
+    row a step leaves out fails a cut of every selection it is done for. Several
+    selections are done at once (their thresholds as :class:`_CutColumns`): the DESI
+    selections of one :class:`SharedColumns` find DESI's own two hemispheres with the first
+    of them (``prepare``). A chunk is a few thousand rows: the number of numpy calls counts
+    more than their sizes.
+    """
+
+    def __init__(self, cat: Mapping[str, Any]) -> None:
+        # ``cat`` is not kept: it holds this (SharedColumns.shared), and a reference cycle
+        # would keep each chunk's arrays alive until the garbage collector runs.
+        self.shape = np.shape(_column(cat, "FLUX_R"))
+        self.size = math.prod(self.shape)
+        #: Step 1, every row: dereddened r and W1 fluxes, their magnitudes, r - W1.
+        self.fluxes = np.empty((2, self.size), np.float32)
+        for k, (flux, mw) in enumerate((("FLUX_R", "MW_TRANSMISSION_R"),
+                                        ("FLUX_W1", "MW_TRANSMISSION_W1"))):
+            np.divide(_f32(_column(cat, flux)).reshape(-1), _f32(_column(cat, mw)).reshape(-1),
+                      out=self.fluxes[k])
+        self.magnitudes = _desi_magnitude(self.fluxes)
+        self.r_w1 = self.magnitudes[0] - self.magnitudes[1]
+        #: The rows each selection (by its cuts) keeps, ascending.
+        self.found: dict[DesiLrgColourCuts, np.ndarray] = {}
+
+    def selected(self, cat: Mapping[str, Any], cuts: Sequence[DesiLrgColourCuts],
+                 prepare: Sequence[DesiLrgColourCuts] = ()) -> list[np.ndarray]:
+        """The rows each of ``cuts``' selections keeps (indices), found with ``prepare``'s
+        if not yet; ``cat`` is the catalogue this was made for."""
+        found = self.found
+        todo = [c for c in dict.fromkeys((*cuts, *prepare)) if c not in found]
+        if todo:
+            found.update(zip(todo, self._find(cat, todo)))
+        return [found[c] for c in cuts]
+
+    def _find(self, cat: Mapping[str, Any], todo: Sequence[DesiLrgColourCuts]
+              ) -> list[np.ndarray]:
+        cuts = _CutColumns.of(tuple(todo))
+        # Step 1: a sliding cut implies r - W1 > W1 - offset or r - W1 > override, so with
+        # the largest offset and the smallest override of the selections' (float32 rounding
+        # is monotonic: no row any of them keeps fails it), one test for all of them.
+        r_w1, w1 = self.r_w1, self.magnitudes[1]
+        offset = np.float32(max(c.sliding_w1_offset for c in todo))
+        override = np.float32(min(c.sliding_r_w1_override for c in todo))
+        rows = ((r_w1 > w1 - offset) | (r_w1 > override)).nonzero()[0]
+        got = _columns_rows(cat, _DESI_STEP2_COLUMNS, rows)                 # step 2
+        fluxes = np.empty((2, rows.size), np.float32)  # dereddened z, fibre
+        mw_z = _f32(got["MW_TRANSMISSION_Z"])
+        np.divide(_f32(got["FLUX_Z"]), mw_z, out=fluxes[0])
+        np.divide(_f32(got["FIBERFLUX_Z"]), mw_z, out=fluxes[1])
+        r_flux, w1_flux = self.fluxes.take(rows, axis=1)
+        keep = _all_positive([r_flux, fluxes[0], fluxes[1], w1_flux])
+        z, zfiber = _desi_magnitude(fluxes, out=fluxes)
+        r, w1 = self.magnitudes.take(rows, axis=1)
+        keep &= _desi_nonstellar(r, z, w1)
+        keep = keep & (zfiber < cuts.zfiber_max) & _sliding_cut(r_w1[rows], w1, cuts)
+        some = _any_row(keep).nonzero()[0]
+        rows = rows[some]                                                   # step 3
+        got = _columns_rows(cat, _DESI_STEP3_COLUMNS, rows)
+        quality = _desi_quality_columns(got, _f32(got["FIBERTOTFLUX_Z"]))
+        g = _f32(got["FLUX_G"]) / _f32(got["MW_TRANSMISSION_G"])
+        colours = {"g_w1": _desi_magnitude(g, out=g) - w1[some], "r_w1": self.r_w1[rows]}
+        kept = keep[:, some] & quality & _lowz_cut(colours, cuts)
+        return [rows[k] for k in kept]
+
+
+def _any_row(masks: np.ndarray) -> np.ndarray:
+    """Per column of a (selections, rows) mask: any selection's."""
+    some = masks[0]
+    for more in masks[1:]:
+        some = some | more
+    return some
 
 
 def desi_lrg(cat: Mapping[str, Any], south: Any = True,
@@ -339,15 +538,22 @@ def desi_lrg(cat: Mapping[str, Any], south: Any = True,
              north_cuts: DesiLrgColourCuts = DESI_LRG_NORTH) -> np.ndarray:
     """DESI main-survey LRGs. ``south`` is a bool or a per-object bool array; the colour-cut
     constants are DESI's unless given."""
-    fluxes = _shared(cat, "desi_fluxes", lambda: _desi_fluxes(cat))
-    quality = _shared(cat, "desi_quality", lambda: desi_lrg_quality(cat, fluxes))
-    magnitudes = _shared(cat, "desi_magnitudes", lambda: _desi_magnitudes(fluxes))
     south = np.asarray(south, dtype=bool)
+    stages = _shared(cat, "desi_stages", lambda: _DesiStages(cat))
+    # Several selections share this catalogue: DESI's own two hemispheres are likely among
+    # them, so they are found together rather than one after the other.
+    prepare = (DESI_LRG_SOUTH, DESI_LRG_NORTH) if isinstance(cat, SharedColumns) else ()
     if south.ndim == 0:
-        cuts = south_cuts if south else north_cuts
-        return quality & desi_lrg_colours(fluxes, cuts, magnitudes)
-    return quality & np.where(south, desi_lrg_colours(fluxes, south_cuts, magnitudes),
-                              desi_lrg_colours(fluxes, north_cuts, magnitudes))
+        found = stages.selected(cat, [south_cuts if south else north_cuts], prepare)[0]
+    else:
+        if south.size != stages.size:
+            raise ValueError(f"south has {south.size} values for {stages.size} objects")
+        in_south, in_north = stages.selected(cat, [south_cuts, north_cuts], prepare)
+        south = south.reshape(-1)
+        found = np.concatenate([in_south[south[in_south]], in_north[~south[in_north]]])
+    selected = np.zeros(stages.size, bool)
+    selected[found] = True
+    return selected.reshape(stages.shape)
 
 
 def is_south(cat: Mapping[str, Any], unknown_release_photsys: str = "") -> np.ndarray:
@@ -405,7 +611,8 @@ def _desi_hemisphere(name: str, south: bool, constants: DesiLrgColourCuts,
         label or name, DESI_COLUMNS, lambda cat: desi_lrg(cat, south=south, **cut),
         description=f"DESI main-survey LRGs, {'south (DECam)' if south else 'north'} cuts",
         parameters={"photsys": "S" if south else "N", **vars(constants)},
-        base=name, quality_mask=DESI_QUALITY_MASK)
+        base=name, quality_mask=DESI_QUALITY_MASK,
+        sparse_columns=DESI_SPARSE_COLUMNS)
 
 
 def _desi_per_object(unknown: str, name: str = "desi-lrg") -> Selection:
@@ -418,7 +625,8 @@ def _desi_per_object(unknown: str, name: str = "desi-lrg") -> Selection:
         optional_columns=("PHOTSYS",),
         description="DESI main-survey LRGs, south or north per object (PHOTSYS or RELEASE)",
         parameters={"unknown_release_photsys": unknown}, base="desi-lrg",
-        quality_mask=DESI_QUALITY_MASK)
+        quality_mask=DESI_QUALITY_MASK,
+        sparse_columns=DESI_SPARSE_COLUMNS)
 
 
 def _builtin(name: str, cuts: CutsConfig) -> Selection:

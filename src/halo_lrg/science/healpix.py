@@ -92,7 +92,7 @@ def radec_to_nest(ra: Any, dec: Any, nside: int) -> np.ndarray:
         raise ValueError("RA must be finite")
     bad = ~((dec >= -90.0) & (dec <= 90.0))
     if bad.any():
-        raise ValueError(f"Dec must be within [-90, 90] degrees, got {dec[bad][0]!r}")
+        raise ValueError(f"Dec must be within [-90, 90] degrees, got {float(dec[bad][0])!r}")
     order = nside.bit_length() - 1
     ra = np.mod(ra, 360.0)
     ra[ra >= 360.0] = 0.0  # -1e-20 % 360 rounds to 360.0
@@ -107,8 +107,10 @@ def radec_to_nest(ra: Any, dec: Any, nside: int) -> np.ndarray:
         t, zz = tt[equatorial], z[equatorial]
         temp1 = nside * (0.5 + t)
         temp2 = nside * (zz * 0.75)
-        jp = (temp1 - temp2).astype(np.int64)  # ascending edge line (both are >= 0)
-        jm = (temp1 + temp2).astype(np.int64)  # descending edge line
+        # Edge line indices, in [0, 5 nside) exactly; at |z| = 2/3 with RA just below 360,
+        # 0.5 + t rounds up to 4.5 and an index reached 5 nside (face 12, no such pixel).
+        jp = np.minimum((temp1 - temp2).astype(np.int64), 5 * nside - 1)  # ascending
+        jm = np.minimum((temp1 + temp2).astype(np.int64), 5 * nside - 1)  # descending
         ifp, ifm = jp >> order, jm >> order
         face = np.where(ifp == ifm, ifp | 4, np.where(ifp < ifm, ifp, ifm + 8))
         ix = jm & (nside - 1)

@@ -12,6 +12,10 @@ Several selections are counted in the same read of each file: ``selection="seed,
 Each task counts one whole file (``mapInPandas`` over ``spark.range(n, numPartitions=n)``,
 which gives exactly one file index per partition) and returns its per-brick partials plus one
 status row; :func:`count_lrgs` sums the partials with ``groupBy(brickname)``. The run layer
+may instead hand :func:`lrg_partials` a plan (:mod:`halo_lrg.spark.plan`): a task then reads
+several small files one after another, or one row range (a *piece*) of a big file, and
+returns the same rows per piece (its status row says ``part``: ``k/n``). With
+``run.healpix_nside`` every piece's rows also hold its counts per HEALPix pixel. The run layer
 (:mod:`halo_lrg.spark.run`) collects the same partials instead and merges them on the driver,
 which it measured cheaper on small clusters (see :func:`collect_partials`); the sums are equal.
 
@@ -55,6 +59,7 @@ import pandas as pd
 from halo_lrg import __version__
 from halo_lrg.config import Config, load_config
 from halo_lrg.count import SweepCount, count_sweep_file
+from halo_lrg.fits.layout import RowSlice
 from halo_lrg.fits.reader import SweepError
 from halo_lrg.io.fetch import (
     InputHash,
@@ -68,19 +73,21 @@ from halo_lrg.io.uri import REMOTE_SCHEMES, scheme_of
 from halo_lrg.science.cuts import selections_of
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
+from halo_lrg.spark.plan import Piece
 
 log = logging.getLogger(__name__)
 
-#: What a task returns for its file: one row per brick (``brickname``, ``lrg_count``; the
-#: status fields null or 0), then one status row (``brickname`` null; ``uri`` and the rest
-#: set; ``sha256`` when the bytes were hashed; ``partial``: ``saved``, ``not saved: <why>``,
-#: or null when none was asked for).
+#: What a task returns for each file (or part of a file) it reads: one row per brick
+#: (``brickname``, ``lrg_count``; the status fields null or 0), then one status row
+#: (``brickname`` null; ``uri`` and the rest set; ``sha256`` when the bytes were hashed;
+#: ``partial``: ``saved``, ``not saved: <why>``, or null when none was asked for; ``part``:
+#: ``k/n`` for the k-th of n row ranges of a split file, null for a whole file).
 PARTIAL_SCHEMA = (
     "brickname string, lrg_count long, uri string, status string, rows long, objects long, "
-    "lrg long, seconds double, error string, sha256 string, partial string"
+    "lrg long, seconds double, error string, sha256 string, partial string, part string"
 )
 STATUS_FIELDS = ["uri", "status", "rows", "objects", "lrg", "seconds", "error", "sha256",
-                 "partial"]
+                 "partial", "part"]
 COUNT_SCHEMA = "brickname string, lrg_count long"
 #: The format of ``_partials/<key>.json``; part of every key, so a new format never reads
 #: an old file.
@@ -97,12 +104,15 @@ class PartialLayout:
     * ``n_objects``; ``lrg_count_1`` ... ``lrg_count_<k-1>``: objects, and LRGs of the 2nd...
       selection (``lrg_count`` is the first's);
     * with resolution tallied: ``dropped_objects``, ``dropped_lrg_count_0`` ...: what
-      resolution would drop; ``photsys``: the file's systems (on its status row).
+      resolution would drop; ``photsys``: the file's systems (on its status row);
+    * with HEALPix counts (``nside``): ``pixel``, the NESTED pixel of a pixel row.
 
-    On a brick row they are the brick's counts; on the status row the file's totals."""
+    On a brick row they are the brick's counts; on a pixel row (``brickname`` null, ``pixel``
+    set) the pixel's; on the status row (``uri`` set) the file's totals."""
 
     selections: tuple[str, ...] = ()
     tallied: bool = False
+    nside: int = 0
 
     @property
     def width(self) -> int:
@@ -110,7 +120,7 @@ class PartialLayout:
 
     @property
     def extended(self) -> bool:
-        return self.width > 1 or self.tallied
+        return self.width > 1 or self.tallied or bool(self.nside)
 
     def lrg_columns(self) -> list[str]:
         return ["lrg_count", *(f"lrg_count_{j}" for j in range(1, self.width))]
@@ -130,16 +140,17 @@ class PartialLayout:
             return PARTIAL_SCHEMA
         extra = ["n_objects", *self.lrg_columns()[1:], *self.dropped_columns()]
         return ", ".join([PARTIAL_SCHEMA, *(f"{c} long" for c in extra),
-                          *(["photsys string"] if self.tallied else [])])
+                          *(["photsys string"] if self.tallied else []),
+                          *(["pixel long"] if self.nside else [])])
 
 
 def partial_layout(config: Config) -> PartialLayout:
     """The layout of the partials a job with ``config`` returns."""
     return PartialLayout(tuple(s.name for s in selections_of(config)),
-                         config.run.resolve != "off")
+                         config.run.resolve != "off", config.run.healpix_nside)
 
 
-def _text(value: Any) -> Optional[str]:
+def optional_text(value: Any) -> Optional[str]:
     """A collected string column's value: None for null (NaN or None)."""
     return None if value is None or (isinstance(value, float) and np.isnan(value)) \
         else str(value)
@@ -173,6 +184,10 @@ class FileResult:
     dropped_lrg: Optional[list[int]] = None
     #: Resolution was applied: ``objects``, ``lrg`` and ``lrg_by_selection`` are after it.
     resolved: bool = False
+    #: The result of one row range of a split file: ``k/n`` (None: of the whole file).
+    part: Optional[str] = None
+    #: How many row ranges the file was read in (merged by :func:`merge_parts`).
+    parts: int = 1
 
     @classmethod
     def from_row(cls, row: dict[str, Any], size: Optional[int],
@@ -181,8 +196,9 @@ class FileResult:
         """From a collected status row (numpy scalars, NaN for a missing error)."""
         result = cls(str(row["uri"]), str(row["status"]), int(row["rows"]),
                      int(row["objects"]), int(row["lrg"]), float(row["seconds"]),
-                     _text(row.get("error")), size, _text(row.get("sha256")), expected, False,
-                     _text(row.get("partial")))
+                     optional_text(row.get("error")), size, optional_text(row.get("sha256")),
+                     expected, False, optional_text(row.get("partial")),
+                     part=optional_text(row.get("part")))
         if layout is not None and result.status == "ok":
             # A status row has the layout's columns; a progress entry (to_dict) its keys.
             if layout.width > 1:
@@ -190,7 +206,7 @@ class FileResult:
                 result.lrg_by_selection = dict(row.get("lrg_by_selection") or
                                                zip(layout.selections, totals))
             if layout.tallied:
-                result.photsys = _text(row.get("photsys"))
+                result.photsys = optional_text(row.get("photsys"))
                 dropped = [int(row.get(c, 0)) for c in layout.dropped_columns()]
                 result.dropped_objects, result.dropped_lrg = dropped[0], dropped[1:]
         return result
@@ -219,6 +235,10 @@ class FileResult:
                "partial": self.partial}
         if self.lrg_by_selection is not None:
             out["lrg_by_selection"] = dict(self.lrg_by_selection)
+        if self.part is not None:
+            out["part"] = self.part
+        if self.parts > 1:
+            out["parts"] = self.parts
         if self.photsys is not None:
             out["photsys"] = self.photsys
             if self.resolved:  # objects and lrg above are after resolution
@@ -227,20 +247,71 @@ class FileResult:
         return out
 
 
+def part_label(rows: Optional[RowSlice]) -> Optional[str]:
+    """``k/n`` for the k-th (from 1) of n row ranges of a file; None for a whole file."""
+    return None if rows is None or rows.whole else f"{rows.part + 1}/{rows.parts}"
+
+
+def piece_key(uri: str, part: Optional[str]) -> str:
+    """What names one piece of a run: the URI, with ``#k/n`` for a row range."""
+    return uri if part is None else f"{uri}#{part}"
+
+
+def merge_parts(parts: Sequence[FileResult], size: Optional[int] = None) -> FileResult:
+    """One file's result from the results of its row ranges (in any order): ok when every
+    part is, with the sums; else the first failed (or cancelled) part's status and error."""
+    first = parts[0]
+    if len(parts) == 1 and first.part is None:
+        return first
+    bad = [p for p in parts if p.status != "ok"]
+    worst = next((p for p in bad if p.status == "failed"), bad[0] if bad else None)
+    if worst is not None:
+        return dataclasses.replace(worst, part=None, parts=len(parts), bytes=size,
+                                   seconds=sum(p.seconds for p in parts),
+                                   reused=all(p.reused for p in parts))
+    by_selection = None
+    if first.lrg_by_selection is not None:
+        by_selection = {name: sum((p.lrg_by_selection or {}).get(name, 0) for p in parts)
+                        for name in first.lrg_by_selection}
+    systems = {c for p in parts for c in (p.photsys or "")}
+    dropped_lrg = None if first.dropped_lrg is None else \
+        [sum(values) for values in zip(*(p.dropped_lrg or [] for p in parts))]
+    saved = [p.partial for p in parts]
+    return dataclasses.replace(
+        first, rows=sum(p.rows for p in parts), objects=sum(p.objects for p in parts),
+        lrg=sum(p.lrg for p in parts), seconds=sum(p.seconds for p in parts), bytes=size,
+        reused=all(p.reused for p in parts),
+        partial=next((x for x in saved if x and x.startswith("not saved")), saved[0]),
+        lrg_by_selection=by_selection,
+        photsys=None if first.photsys is None else "".join(sorted(systems)),
+        dropped_objects=sum(p.dropped_objects for p in parts), dropped_lrg=dropped_lrg,
+        part=None, parts=len(parts))
+
+
 def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
-                   expected_sha256: Optional[str] = None
+                   expected_sha256: Optional[str] = None, rows: Optional[RowSlice] = None,
+                   expect: Optional[InputIdentity] = None
                    ) -> tuple[Optional[SweepCount], FileResult]:
-    """Count one file end to end (fetch, read, cut, count). Never raises: a failure is a
-    ``FileResult`` with status ``failed`` and an error naming the URI and the cause.
+    """Count one file (``rows``: one row range of it) end to end (fetch, read, cut, count).
+    Never raises: a failure is a ``FileResult`` with status ``failed`` and an error naming
+    the URI and the cause.
 
     Downloads are hashed (SHA-256) as they arrive; a local file is read whole for its hash
     only when ``expected_sha256`` is given (hashing costs more than counting it). A hash that
-    differs from ``expected_sha256`` fails the file, naming both values."""
+    differs from ``expected_sha256`` fails the file, naming both values. A row range of a
+    file is never hashed (its bytes are not the file's): the run does not split a file whose
+    checksum it must verify, and a part given ``expected_sha256`` is refused. ``expect``:
+    what the run saw of the file when it planned; a remote row range of a file that has
+    changed since is refused (the ranges of one file all read one version)."""
     started = time.perf_counter()
     selections = selections_of(config)
     resolve = config.run.resolve != "off"
     remote = scheme_of(uri) in REMOTE_SCHEMES
-    hasher = InputHash() if remote or expected_sha256 is not None else None
+    part = part_label(rows)
+    if part is not None and expected_sha256 is not None:
+        raise ValueError(f"{uri}: a row range ({rows}) cannot be checked against the file's "
+                         "SHA-256; read the file whole")
+    hasher = InputHash() if part is None and (remote or expected_sha256 is not None) else None
     sha256 = None
     try:
         if remote and config.remote.stream_remote:
@@ -248,31 +319,37 @@ def count_one_file(uri: str, config: Config, footprint: Optional[Footprint],
 
             # Counted while it arrives; a mismatch found at the end discards the counts.
             result = stream_count(uri, config, selections, footprint, hasher=hasher,
-                                  resolve=resolve)
-            sha256 = verify_sha256(uri, hasher, expected_sha256)  # type: ignore[arg-type]
+                                  resolve=resolve, rows=rows,
+                                  expect=expect if part is not None else None,
+                                  nside=config.run.healpix_nside or None)
+            if hasher is not None:
+                sha256 = verify_sha256(uri, hasher, expected_sha256)
         else:
             with local_copy(uri, config, hasher) as path:
                 if hasher is not None:  # before counting: bad bytes are never counted
                     sha256 = verify_sha256(uri, hasher, expected_sha256)
                 result = count_sweep_file(
                     path, selections, config.read.chunk_rows, config.read.fast_path, footprint,
-                    resolve=resolve, unknown_release_photsys=config.cuts.unknown_release_photsys)
+                    resolve=resolve, unknown_release_photsys=config.cuts.unknown_release_photsys,
+                    rows=rows, nside=config.run.healpix_nside or None)
     except (SweepError, SourceError) as exc:
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
-                                error=f"{uri}: {exc.cause}", sha256_expected=expected_sha256)
+                                error=f"{uri}: {exc.cause}", sha256_expected=expected_sha256,
+                                part=part)
     except Exception as exc:  # anything else is still this file's failure, named as such
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: {type(exc).__name__}: {exc}",
-                                sha256_expected=expected_sha256)
+                                sha256_expected=expected_sha256, part=part)
     if config.run.resolve == "on" and "?" in (result.photsys or ""):
         return None, FileResult(uri, "failed", seconds=time.perf_counter() - started,
                                 error=f"{uri}: north/south resolution is on (--resolve) but "
                                       "the file has neither PHOTSYS nor RELEASE, so its "
                                       "objects' photometric system is unknown",
-                                sha256=sha256, sha256_expected=expected_sha256)
+                                sha256=sha256, sha256_expected=expected_sha256, part=part)
     return result, FileResult(uri, "ok", result.rows, result.objects, result.lrg,
                               time.perf_counter() - started, sha256=sha256,
-                              sha256_expected=expected_sha256, **_file_extras(result))
+                              sha256_expected=expected_sha256, part=part,
+                              **_file_extras(result))
 
 
 def _file_extras(counts: SweepCount) -> dict[str, Any]:
@@ -299,6 +376,10 @@ class FileTask:
     expected_sha256: Optional[str] = None
     partial_key: Optional[str] = None
     partial_header: Optional[dict[str, Any]] = None
+    #: What the run saw of the file when it planned (size, ETag or mtime): a row range read
+    #: later by another task is refused if the file has changed since, so that the ranges of
+    #: one file all read one version.
+    identity: Optional[InputIdentity] = None
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -315,7 +396,7 @@ def file_task(identity: InputIdentity, expected_sha256: Optional[str], config: C
     version and the partial format. An input whose size or validators cannot be known gets
     no key: it is always recounted."""
     if not identity.known:
-        return FileTask(expected_sha256)
+        return FileTask(expected_sha256, identity=identity)
     selections = selections_of(config)
     header: dict[str, Any] = {
         "format": PARTIAL_FORMAT,
@@ -330,13 +411,27 @@ def file_task(identity: InputIdentity, expected_sha256: Optional[str], config: C
     header["footprint"] = footprint.to_dict() if footprint is not None else None
     if config.run.resolve != "off":  # "auto" and "on" tally the same: one partial serves both
         header["north_south"] = {"unknown_release_photsys": config.cuts.unknown_release_photsys}
+    if config.run.healpix_nside:
+        header["healpix"] = {"nside": config.run.healpix_nside, "ordering": "NESTED"}
     # Through JSON and back: the header a task stores and a reader compares are the same
     # plain values (tuples become lists).
     header = json.loads(json.dumps(header, sort_keys=True))
     digest = hashlib.sha256(json.dumps(header, sort_keys=True, separators=(",", ":"))
                             .encode("utf-8")).hexdigest()
     name = _UNSAFE.sub("_", input_name(identity.uri))[:80] or "input"
-    return FileTask(expected_sha256, f"{name}-{digest[:40]}", header)
+    return FileTask(expected_sha256, f"{name}-{digest[:40]}", header, identity)
+
+
+def piece_task(task: FileTask, rows: RowSlice) -> FileTask:
+    """The task of one row range of a file: its own partial, keyed by the file's key and the
+    range (the ranges of a file follow from its size and ``run.split_bytes`` alone, so a rerun
+    with the same settings finds every range it stored)."""
+    if rows.whole or task.partial_key is None:
+        return task
+    header = {**(task.partial_header or {}), "rows": {"part": rows.part, "parts": rows.parts}}
+    return FileTask(task.expected_sha256,
+                    f"{task.partial_key}-part{rows.part + 1}of{rows.parts}", header,
+                    task.identity)
 
 
 def _ints(values: Any) -> list[int]:
@@ -361,8 +456,15 @@ def partial_record(task: FileTask, counts: SweepCount, status: FileResult) -> di
         result["photsys"] = counts.photsys
         bricks["dropped_objects"] = _ints(counts.dropped_objects)
         bricks["dropped_lrg_counts"] = [_ints(row) for row in counts.dropped_counts]
+    pixels: dict[str, Any] = {}
+    if counts.pixels is not None:  # the same counts per HEALPix pixel
+        pixels = {"pixel": _ints(counts.pixels.pixel), "objects": _ints(counts.pixels.n_objects),
+                  "lrg_counts": [_ints(row) for row in counts.pixels.counts]}
+        if counts.dropped_pixels is not None:
+            pixels["dropped_objects"] = _ints(counts.dropped_pixels.n_objects)
+            pixels["dropped_lrg_counts"] = [_ints(row) for row in counts.dropped_pixels.counts]
     return {**(task.partial_header or {}), "key": task.partial_key, "result": result,
-            "bricks": bricks}
+            "bricks": bricks, **({"pixels": pixels} if pixels else {})}
 
 
 def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int],
@@ -379,24 +481,22 @@ def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int],
             return None
         result, bricks = record["result"], record["bricks"]
         names = list(bricks["brickname"])
-        n = len(names)
-        columns = {"lrg_count": _ints(bricks["lrg_count"]),
-                   "n_objects": _ints(bricks["objects"])}
-        lrg_counts = bricks.get("lrg_counts", [columns["lrg_count"]])
-        if layout.width > 1 and (len(lrg_counts) != layout.width
-                                 or bricks.get("selections") != list(layout.selections)):
+        if layout.width > 1 and bricks.get("selections") != list(layout.selections):
             return None
-        for name, values in zip(layout.lrg_columns()[1:], lrg_counts[1:]):
-            columns[name] = _ints(values)
-        dropped = [bricks.get("dropped_objects", [0] * n),
-                   *bricks.get("dropped_lrg_counts", [[0] * n] * layout.width)]
-        for name, values in zip(layout.dropped_columns(), dropped):
-            columns[name] = _ints(values)
-        if any(len(v) != n for v in columns.values()):
-            return None
+        bricks = {**bricks, "lrg_counts": bricks.get("lrg_counts", [bricks["lrg_count"]])}
+        columns, lrg_counts, dropped = _stored_counts(bricks, len(names), layout)
+        if layout.nside:  # then pixel rows: no brick name, a pixel
+            stored = record["pixels"]
+            pixel = _ints(stored["pixel"])
+            more, _, _ = _stored_counts(stored, len(pixel), layout)
+            columns = {c: columns[c] + more[c] for c in columns}
+            names += [None] * len(pixel)
+            columns["pixel"] = [None] * (len(names) - len(pixel)) + pixel
+        rows = record.get("rows")
         status = FileResult(uri, "ok", int(result["rows"]), int(result["objects"]),
                             int(result["lrg"]), 0.0, None, size, result.get("sha256"),
-                            task.expected_sha256, True, "reused")
+                            task.expected_sha256, True, "reused",
+                            part=None if rows is None else f"{rows['part'] + 1}/{rows['parts']}")
         if layout.width > 1:
             status.lrg_by_selection = dict(zip(layout.selections,
                                                (int(sum(v)) for v in lrg_counts)))
@@ -408,8 +508,29 @@ def read_partial(data: bytes, task: FileTask, uri: str, size: Optional[int],
         return None
     frame = pd.DataFrame({"brickname": pd.Series(names, dtype=object),
                           **{c: pd.Series(columns[c], dtype="int64")
-                             for c in layout.count_columns()}})
+                             for c in layout.count_columns()},
+                          **({"pixel": pd.Series(columns["pixel"], dtype=object)}
+                             if layout.nside else {})})
     return status, frame
+
+
+def _stored_counts(group: dict[str, Any], n: int, layout: PartialLayout
+                   ) -> tuple[dict[str, list[int]], list[Any], list[Any]]:
+    """The count columns of a partial's ``bricks`` or ``pixels`` (n rows), with its LRG
+    counts per selection and what resolution drops; ValueError when they are not n long."""
+    lrg_counts = group["lrg_counts"]
+    if len(lrg_counts) != layout.width:
+        raise ValueError("selections differ")
+    columns = {"lrg_count": _ints(lrg_counts[0]), "n_objects": _ints(group["objects"])}
+    for name, values in zip(layout.lrg_columns()[1:], lrg_counts[1:]):
+        columns[name] = _ints(values)
+    dropped = [group.get("dropped_objects", [0] * n),
+               *group.get("dropped_lrg_counts", [[0] * n] * layout.width)]
+    for name, values in zip(layout.dropped_columns(), dropped):
+        columns[name] = _ints(values)
+    if any(len(v) != n for v in columns.values()):
+        raise ValueError("columns of different lengths")
+    return columns, lrg_counts, dropped
 
 
 def _store_partial(partials_uri: str, config: Config, task: FileTask, counts: SweepCount,
@@ -434,9 +555,13 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult,
     columns of ``layout`` (default: :data:`PARTIAL_SCHEMA`'s).
 
     Built from preallocated numpy columns, not Python lists: every task pays for this frame
-    (~0.2 ms this way, ~1.4 ms from lists, for 400 bricks)."""
-    n = 0 if counts is None else counts.brickname.size
+    (~0.2 ms this way, ~1.4 ms from lists, for 400 bricks). With HEALPix counts, the pixel
+    rows come after the bricks (``brickname`` null, ``pixel`` set)."""
     layout = layout or PartialLayout()
+    pixels = None if counts is None or not layout.nside else counts.pixels
+    if pixels is not None:  # brick rows, then pixel rows: one set of count columns
+        counts = _with_pixel_rows(counts, pixels)
+    n = 0 if counts is None else counts.brickname.size
 
     def column(dtype: Any, last: Any, bricks: Any = None) -> Any:
         """n brick values (``bricks``, else null or 0), then the status row's ``last``."""
@@ -458,6 +583,7 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult,
         "error": column(object, status.error),
         "sha256": column(object, status.sha256),
         "partial": column(object, status.partial),
+        "part": column(object, status.part),
     }
     if layout.extended:
         frame["n_objects"] = column(np.int64, status.objects,
@@ -474,30 +600,67 @@ def _partials_frame(uri: str, counts: Optional[SweepCount], status: FileResult,
             for j, name in enumerate(layout.dropped_columns()):
                 frame[name] = column(np.int64, lost[j], dropped[j] if dropped else None)
             frame["photsys"] = column(object, status.photsys)
+        if layout.nside:
+            pixel = np.full(n + 1, None, object)
+            if pixels is not None:
+                pixel[n - pixels.pixel.size:n] = pixels.pixel
+            frame["pixel"] = pixel
     return pd.DataFrame(frame, copy=False)
+
+
+def _with_pixel_rows(counts: SweepCount, pixels: Any) -> SweepCount:
+    """``counts`` with its pixels' counts appended to the bricks' (names None): the rows a
+    task returns, the same columns for both."""
+    none = np.full(pixels.pixel.size, None, object)
+    joined = {
+        "brickname": np.concatenate([counts.brickname.astype(object), none]),
+        "n_objects": np.concatenate([counts.n_objects, pixels.n_objects]),
+        "lrg_count": np.concatenate([counts.lrg_count, pixels.counts[0]]),
+        "lrg_counts": np.concatenate([counts.counts_by_selection, pixels.counts], axis=1),
+    }
+    if counts.dropped_counts is not None and counts.dropped_pixels is not None:
+        dropped = counts.dropped_pixels
+        joined["dropped_objects"] = np.concatenate([counts.dropped_objects, dropped.n_objects])
+        joined["dropped_counts"] = np.concatenate([counts.dropped_counts, dropped.counts],
+                                                  axis=1)
+    return dataclasses.replace(counts, **joined)
 
 
 def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str], config: Config,
                      footprint: Optional[Footprint], progress: Any, tune_workers: bool,
                      raise_failures: bool, file_tasks: Optional[Sequence[FileTask]] = None,
                      partials_uri: Optional[str] = None,
-                     layout: Optional[PartialLayout] = None) -> Iterator[pd.DataFrame]:
+                     layout: Optional[PartialLayout] = None,
+                     tasks: Optional[Sequence[Sequence[Piece]]] = None
+                     ) -> Iterator[pd.DataFrame]:
     if tune_workers:
         # Once per worker process, for its later tasks; preloaded modules get frozen too.
         tuning.install(preload=("fitsio", "halo_lrg.count.streaming"))
     for batch in batches:
         for index in batch["id"]:
-            uri = uris[int(index)]
-            task = file_tasks[int(index)] if file_tasks else FileTask()
-            bricks, status = count_one_file(uri, config, footprint, task.expected_sha256)
-            if raise_failures and status.status != "ok":
-                raise FileFailed(status.error or uri)
-            if bricks is not None and partials_uri and task.partial_key:
-                # Durable before the file is reported: a driver killed from here on finds it.
-                status.partial = _store_partial(partials_uri, config, task, bricks, status)
-            if progress is not None:
-                progress.add([status.to_dict()])
-            yield _partials_frame(uri, bricks, status, layout)
+            pieces = tasks[int(index)] if tasks is not None else (Piece(int(index)),)
+            for piece in pieces:
+                yield _count_piece(piece, uris, config, footprint, progress, raise_failures,
+                                   file_tasks, partials_uri, layout)
+
+
+def _count_piece(piece: Piece, uris: Sequence[str], config: Config,
+                 footprint: Optional[Footprint], progress: Any, raise_failures: bool,
+                 file_tasks: Optional[Sequence[FileTask]], partials_uri: Optional[str],
+                 layout: Optional[PartialLayout]) -> pd.DataFrame:
+    """One piece of a task: count it, store its partial, report it; its rows."""
+    uri = uris[piece.file]
+    task = piece_task(file_tasks[piece.file] if file_tasks else FileTask(), piece.rows)
+    bricks, status = count_one_file(uri, config, footprint, task.expected_sha256,
+                                    piece.rows, task.identity)
+    if raise_failures and status.status != "ok":
+        raise FileFailed(status.error or uri)
+    if bricks is not None and partials_uri and task.partial_key:
+        # Durable before the file is reported: a driver killed from here on finds it.
+        status.partial = _store_partial(partials_uri, config, task, bricks, status)
+    if progress is not None:
+        progress.add([status.to_dict()])
+    return _partials_frame(uri, bricks, status, layout)
 
 
 class FileFailed(RuntimeError):
@@ -521,8 +684,11 @@ def lrg_partials(spark: Any, uris: Sequence[str],
                  footprint: Optional[Footprint] = None, config: Optional[Config] = None,
                  progress: Any = None, tune_workers: bool = False,
                  raise_failures: bool = False, file_tasks: Optional[Sequence[FileTask]] = None,
-                 partials_uri: Optional[str] = None) -> Any:
-    """One task per file, each returning its per-brick partials and a status row
+                 partials_uri: Optional[str] = None,
+                 tasks: Optional[Sequence[Sequence[Piece]]] = None) -> Any:
+    """One task per file (or per entry of ``tasks``: pieces of files, packed or split by
+    :mod:`halo_lrg.spark.plan`), each returning per file or piece its per-brick partials and
+    a status row
     (``PARTIAL_SCHEMA``, extended as :func:`partial_layout` says for several selections or
     north/south tallied): a lazy DataFrame; nothing runs until an action.
 
@@ -540,12 +706,18 @@ def lrg_partials(spark: Any, uris: Sequence[str],
     if file_tasks is not None and len(file_tasks) != len(uris):
         raise ValueError(f"{len(file_tasks)} file tasks for {len(uris)} files")
     layout = partial_layout(config)
-    return files_frame(spark, len(uris)).mapInPandas(
+    if tasks is not None:
+        tasks = [tuple(task) for task in tasks]
+        covered = sorted((p.file, p.rows.part, p.rows.parts) for task in tasks for p in task)
+        if any(not 0 <= f < len(uris) for f, _k, _n in covered) or \
+                len(set(covered)) != len(covered):
+            raise ValueError("tasks must name each piece of the files once")
+    return files_frame(spark, len(uris) if tasks is None else len(tasks)).mapInPandas(
         functools.partial(_count_partition, uris=list(uris), config=config,
                           footprint=footprint, progress=progress, tune_workers=tune_workers,
                           raise_failures=raise_failures,
                           file_tasks=list(file_tasks) if file_tasks is not None else None,
-                          partials_uri=partials_uri, layout=layout),
+                          partials_uri=partials_uri, layout=layout, tasks=tasks),
         schema=layout.schema(),
     )
 
@@ -633,10 +805,11 @@ def _effective_config(config: Optional[Config], selection: Union[str, Sequence[s
 
 
 def collect_partials(partials: Any, layout: Optional[PartialLayout] = None
-                     ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Run the job (one stage, one task per file) and merge its partials on the driver:
-    per-file statuses, and LRG counts per brick summed across files, sorted by name (the
-    count columns of ``layout``, by default ``lrg_count``).
+                     ) -> tuple[list[dict[str, Any]], pd.DataFrame, Optional[pd.DataFrame]]:
+    """Run the job (one stage) and merge its partials on the driver: per-file (or piece)
+    statuses, LRG counts per brick summed across files, sorted by name (the count columns of
+    ``layout``, by default ``lrg_count``), and with HEALPix counts (``layout.nside``) the same
+    per pixel (else None).
 
     Why not ``groupBy(brickname).sum()`` in Spark: a task's partials are already one row per
     brick of its file, so a Spark aggregation only moves this small merge from the driver,
@@ -653,12 +826,22 @@ def collect_partials(partials: Any, layout: Optional[PartialLayout] = None
         warnings.simplefilter("ignore", UserWarning)
         merged = partials.toPandas()
     layout = layout or PartialLayout()
-    is_status = merged["brickname"].isna()
-    extra = [c for c in merged.columns if c not in STATUS_FIELDS and c != "brickname"] \
+    is_status = merged["uri"].notna()
+    extra = [c for c in merged.columns
+             if c not in STATUS_FIELDS and c not in ("brickname", "pixel")] \
         if layout.extended else []
     statuses = merged.loc[is_status, STATUS_FIELDS + extra].to_dict("records")
     columns = layout.count_columns()
-    counts = (merged.loc[~is_status, ["brickname", *columns]]
-              .groupby("brickname", as_index=False, sort=True)[columns].sum())
+    counts = sum_counts(merged.loc[merged["brickname"].notna()], "brickname", columns)
+    pixels = sum_counts(merged.loc[merged["pixel"].notna()], "pixel", columns) \
+        if layout.nside else None
+    return statuses, counts, pixels
+
+
+def sum_counts(rows: pd.DataFrame, key: str, columns: list[str]) -> pd.DataFrame:
+    """``key`` (``brickname`` or ``pixel``) and ``columns`` summed per key, sorted by it."""
+    counts = (rows[[key, *columns]].groupby(key, as_index=False, sort=True)[columns].sum())
     counts[columns] = counts[columns].astype("int64")
-    return statuses, counts
+    if key == "pixel":
+        counts[key] = counts[key].astype("int64")
+    return counts

@@ -88,9 +88,16 @@ from halo_lrg.spark.job import (
     collect_partials,
     file_task,
     lrg_partials,
+    merge_parts,
+    optional_text,
+    part_label,
     partial_layout,
+    piece_key,
+    piece_task,
     read_partial,
+    sum_counts,
 )
+from halo_lrg.spark.plan import pack_pieces, split_files
 from halo_lrg.survey.index import (
     IndexLinesError,
     IndexSelection,
@@ -152,6 +159,10 @@ class RunResult:
     selections: tuple[str, ...] = ()
     #: North/south: the mode, whether resolution applied and why, the systems seen.
     north_south: Optional[dict[str, Any]] = None
+    #: How the files were read: pieces (files, or row ranges of split ones) and tasks.
+    plan: Optional[dict[str, Any]] = None
+    #: The HEALPix map's CSV (``run.healpix_nside``), once published.
+    healpix_uri: Optional[str] = None
 
     @property
     def rows(self) -> int:
@@ -198,17 +209,24 @@ def _progress_param() -> Any:
 
 
 class _ProgressMonitor(threading.Thread):
-    """Prints a line per finished file as tasks report; cancels the job on the first
+    """Prints a line per finished file (or row range of a split file: a *piece*, named by
+    :func:`~halo_lrg.spark.job.piece_key`) as tasks report; cancels the job on the first
     failure when ``on_error=fail``; every ``report_interval`` seconds hands a snapshot of the
-    run's progress to ``report`` (the run writes it to ``<output>/_progress.json``)."""
+    run's progress to ``report`` (the run writes it to ``<output>/_progress.json``).
+    ``pieces``: the run's pieces, by key: (the file's URI, the piece's bytes)."""
 
-    def __init__(self, spark: Any, accumulator: Any, sizes: dict[str, Optional[int]],
+    def __init__(self, spark: Any, accumulator: Any,
+                 pieces: dict[str, tuple[str, Optional[int]]],
                  group: str, fail_fast: bool, interval: float, emit: Callable[[str], None],
                  report: Optional[Callable[[dict[str, Any]], None]] = None,
                  report_interval: float = 30.0) -> None:
         super().__init__(name="halo-lrg-progress", daemon=True)
-        self.spark, self.accumulator, self.sizes = spark, accumulator, sizes
-        self.total = len(sizes)
+        self.spark, self.accumulator = spark, accumulator
+        self.sizes = {key: size for key, (_uri, size) in pieces.items()}
+        self.keys_of: dict[str, list[str]] = {}  # a file's pieces
+        for key, (uri, _size) in pieces.items():
+            self.keys_of.setdefault(uri, []).append(key)
+        self.total = len(pieces)
         self.group, self.fail_fast, self.interval, self.emit = group, fail_fast, interval, emit
         self.report, self.report_interval = report, report_interval
         self.seen: dict[str, dict] = {}
@@ -221,17 +239,19 @@ class _ProgressMonitor(threading.Thread):
 
     def poll(self) -> None:
         for entry in list(self.accumulator.value):
-            if entry["uri"] in self.seen:  # a retried task reports again
+            key = piece_key(entry["uri"], entry.get("part"))
+            if key in self.seen:  # a retried task reports again
                 continue
-            self.seen[entry["uri"]] = entry
+            self.seen[key] = entry
             elapsed = time.perf_counter() - self.started
             if entry["status"] == "ok":
                 detail = (f"ok  {entry['rows']:>10,} rows {entry['lrg']:>8,} LRGs "
                           f"{entry['seconds']:7.1f} s")
             else:
                 detail = f"FAILED {entry['error']}"
+            part = f" (rows part {entry['part']})" if entry.get("part") else ""
             self.emit(f"[{len(self.seen):>{len(str(self.total))}}/{self.total}] "
-                      f"{elapsed:7.1f}s  {_short(entry['uri'])}  {detail}")
+                      f"{elapsed:7.1f}s  {_short(entry['uri'])}{part}  {detail}")
             if entry["status"] == "failed" and self.fail_fast and self.first_failure is None:
                 self.first_failure = entry
                 self.spark.sparkContext.cancelJobGroup(self.group)
@@ -239,28 +259,37 @@ class _ProgressMonitor(threading.Thread):
     def add_reused(self, results: list[FileResult]) -> None:
         """Files whose stored partials were loaded: done, without a progress line each."""
         for result in results:
-            self.seen[result.uri] = result.to_dict()
-            self.reused.add(result.uri)
+            key = piece_key(result.uri, result.part)
+            self.seen[key] = result.to_dict()
+            self.reused.add(key)
 
     def snapshot(self, state: str = "running") -> dict[str, Any]:
-        """Files done/failed/total, rows, LRGs, bytes, elapsed and an ETA from the bytes
-        counted in this run (reused files took no time)."""
+        """Files (pieces, when files are split) done/failed/total, rows, LRGs, bytes, elapsed
+        and an ETA from the bytes counted in this run (reused files took no time)."""
         done = list(self.seen.values())
         ok = [e for e in done if e["status"] == "ok"]
+        # A file is done when each of its pieces is, or one failed.
+        statuses = [[self.seen.get(k, {}).get("status") for k in keys]
+                    for keys in self.keys_of.values()]
+        files_done = [s for s in statuses if None not in s or "failed" in s]
+        failed = sum("failed" in s for s in files_done)
+        reused = sum(all(k in self.reused for k in keys) for keys in self.keys_of.values())
+        pieces = {"pieces_total": self.total, "pieces_done": len(done)} \
+            if self.total != len(self.keys_of) else {}
         elapsed = time.perf_counter() - self.started
-        bytes_done = sum(self.sizes.get(e["uri"]) or 0 for e in done)
-        bytes_reused = sum(self.sizes.get(uri) or 0 for uri in self.reused)
+        bytes_done = sum(self.sizes.get(key) or 0 for key in self.seen)
+        bytes_reused = sum(self.sizes.get(key) or 0 for key in self.reused)
         bytes_total = sum(size or 0 for size in self.sizes.values())
         eta = None
         counted = bytes_done - bytes_reused
         if state == "running" and counted > 0 and bytes_done < bytes_total:
             eta = round(elapsed * (bytes_total - bytes_done) / counted, 1)
-        return {"state": state, "files_total": self.total, "files_done": len(done),
-                "files_ok": len(ok), "files_failed": len(done) - len(ok),
-                "files_reused": len(self.reused),
+        return {"state": state, "files_total": len(self.keys_of), "files_done": len(files_done),
+                "files_ok": len(files_done) - failed, "files_failed": failed,
+                "files_reused": reused,
                 "rows": sum(int(e["rows"]) for e in ok), "lrg": sum(int(e["lrg"]) for e in ok),
                 "bytes_done": bytes_done, "bytes_total": bytes_total,
-                "elapsed_seconds": round(elapsed, 1), "eta_seconds": eta,
+                "elapsed_seconds": round(elapsed, 1), "eta_seconds": eta, **pieces,
                 "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def run(self) -> None:
@@ -338,11 +367,14 @@ def load_checksums(spec: JobSpec) -> Optional[ChecksumList]:
 
 def load_partials(output: Any, uris: list[str], tasks: list[FileTask],
                   sizes: list[Optional[int]], config: Config,
-                  layout: Optional[PartialLayout] = None
+                  layout: Optional[PartialLayout] = None, keys: Optional[list[str]] = None
                   ) -> dict[str, tuple[FileResult, pd.DataFrame]]:
-    """The stored partials matching this run's files, by URI: one listing of
+    """The stored partials matching this run's files (or pieces of files: ``tasks`` from
+    :func:`~halo_lrg.spark.job.piece_task`, ``keys`` from
+    :func:`~halo_lrg.spark.job.piece_key`), by key (default: by URI): one listing of
     ``<output>/_partials/``, then only the matching files are read. A partial that does not
     say what its key promises is ignored (with a warning) and its file counted again."""
+    keys = keys or list(uris)
     wanted = {partial_name(t.partial_key).split("/", 1)[1]: i
               for i, t in enumerate(tasks) if t.partial_key}
     if not wanted:
@@ -367,12 +399,12 @@ def load_partials(output: Any, uris: list[str], tasks: list[FileTask],
         loaded = list(pool.map(load, present))
     reused = {}
     for name, partial in zip(present, loaded):
-        uri = uris[wanted[name]]
+        key = keys[wanted[name]]
         if partial is None:
             log.warning("%s: stored partial %s is unreadable or not this file's; counting "
-                        "the file again", uri, output.uri_of(f"{PARTIALS_DIR}/{name}"))
+                        "it again", key, output.uri_of(f"{PARTIALS_DIR}/{name}"))
         else:
-            reused[uri] = partial
+            reused[key] = partial
     return reused
 
 
@@ -461,10 +493,22 @@ def decide_north_south(mode: str, files: list[FileResult]) -> dict[str, Any]:
             "files": count if mode != "off" else None, "unresolved_files": unknown}
 
 
-def final_counts(merged: pd.DataFrame, layout: PartialLayout, applied: bool) -> pd.DataFrame:
+def merge_pixels(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """``pixel`` and ``columns`` summed per HEALPix pixel over partial tables' pixel rows."""
+    rows = [f.loc[f["pixel"].notna(), ["pixel", *columns]] for f in frames
+            if "pixel" in f.columns and len(f)]
+    if not rows:
+        return pd.DataFrame({"pixel": pd.Series([], dtype="int64"),
+                             **{c: pd.Series([], dtype="int64") for c in columns}})
+    return sum_counts(pd.concat(rows, ignore_index=True), "pixel", columns)
+
+
+def final_counts(merged: pd.DataFrame, layout: PartialLayout, applied: bool,
+                 key: str = "brickname") -> pd.DataFrame:
     """The run's counts from the merged partials: ``brickname, lrg_count`` for one selection,
     ``brickname, n_objects, <selection>...`` for several; with resolution applied, what it
-    drops subtracted and bricks left without objects removed."""
+    drops subtracted and bricks left without objects removed. ``key="pixel"``: the same per
+    HEALPix pixel (always with ``n_objects``)."""
     if not layout.extended:
         return merged[["brickname", "lrg_count"]]
     lrg = layout.lrg_columns()
@@ -475,7 +519,10 @@ def final_counts(merged: pd.DataFrame, layout: PartialLayout, applied: bool) -> 
         objects = objects - dropped[0]
         values = [v - d for v, d in zip(values, dropped[1:])]
     keep = objects > 0
-    names = merged["brickname"].to_numpy()[keep]
+    names = merged[key].to_numpy()[keep]
+    if key == "pixel":
+        return pd.DataFrame({"pixel": names, "n_objects": objects[keep],
+                             **{name: v[keep] for name, v in zip(layout.lrg_columns(), values)}})
     if layout.width == 1:
         return pd.DataFrame({"brickname": names, "lrg_count": values[0][keep]})
     return pd.DataFrame({"brickname": names, "n_objects": objects[keep],
@@ -504,6 +551,9 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
         "output": spec.output_uri,
         "counts_csv": result.counts_uri,
         "density_csv": result.density_uri,
+        # Every file the run published (the CSVs, and FITS/Parquet per output.formats):
+        # name, uri, table, format, bytes, sha256; filled when publishing, none on failure.
+        "outputs": [],
         "selection": selection,
         **several,
         "footprint": spec.footprint.to_dict() if spec.footprint else None,
@@ -512,6 +562,8 @@ def build_manifest(spec: JobSpec, result: RunResult) -> dict[str, Any]:
                                               "applied": None, "reason": "not decided: no "
                                               "file was counted"},
         "worker_tuning": result.worker_tuning.to_dict() if result.worker_tuning else None,
+        # Files split in row ranges and packed into tasks (run.split_bytes, run.pack_bytes).
+        "tasks": result.plan,
         "spark_error": result.spark_error,
         "on_error": spec.config.run.on_error,
         # resume (reuse matching partials) | retry-failed | off (--no-resume)
@@ -601,67 +653,91 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
     tasks = [file_task(identity, sha, config, spec.footprint)
              for identity, sha in zip(identities, expected)]
     layout = partial_layout(config)
+    # Files above run.split_bytes are read in row ranges by several tasks, each range its own
+    # piece with its own partial; a file whose checksum is to be verified is read whole (a
+    # range's bytes are not the file's).
+    pieces = split_files(sizes, config.run.split_bytes, [sha is None for sha in expected])
+    keys = [piece_key(inputs.uris[p.file], part_label(p.rows)) for p in pieces]
+    piece_of = dict(zip(keys, pieces))
+    keys_of: dict[str, list[str]] = {}
+    for piece, key in zip(pieces, keys):
+        keys_of.setdefault(inputs.uris[piece.file], []).append(key)
 
-    reused = load_partials(output, inputs.uris, tasks, sizes, config, layout) \
+    reused = load_partials(output, [inputs.uris[p.file] for p in pieces],
+                           [piece_task(tasks[p.file], p.rows) for p in pieces],
+                           [p.bytes for p in pieces], config, layout, keys) \
         if config.run.resume else {}
     if config.run.resolve == "on":  # a file of unknown system fails under --resolve: recount
-        reused = {uri: r for uri, r in reused.items() if "?" not in (r[0].photsys or "")}
+        reused = {key: r for key, r in reused.items() if "?" not in (r[0].photsys or "")}
+    whole_reused = {uri for uri, piece_keys in keys_of.items()
+                    if all(key in reused for key in piece_keys)}
     if spec.retry_failed:
-        retry = files_to_retry(output, inputs.uris, reused)  # refuses without a record
+        retry = files_to_retry(output, inputs.uris, whole_reused)  # refuses without a record
         log.info("--retry-failed: counting %d file(s) that failed before; %d reused",
-                 len(retry), len(reused))
+                 len(retry), len(whole_reused))
     elif reused:
-        log.info("resuming: %d of %d file(s) reused from %s (not read again)", len(reused),
-                 len(inputs.uris), output.uri_of(PARTIALS_DIR))
-    todo = [i for i, uri in enumerate(inputs.uris) if uri not in reused]
-    todo_uris = [inputs.uris[i] for i in todo]
-    log.info("counting LRGs (%s) in %d file(s) on %s", config.cuts.selection, len(todo),
-             spark.sparkContext.master)
-
+        log.info("resuming: %d of %d file(s) reused from %s (not read again)",
+                 len(whole_reused), len(inputs.uris), output.uri_of(PARTIALS_DIR))
     sc = spark.sparkContext
+    # Small pieces are packed into tasks (Spark's cost per task is fixed), at least two
+    # tasks a core kept where the pieces allow it.
+    plan = pack_pieces([p for p, key in zip(pieces, keys) if key not in reused],
+                       config.run.pack_bytes, max(1, sc.defaultParallelism))
+    todo = sum(len(task) for task in plan)
+    log.info("counting LRGs (%s) in %d file(s) on %s: %d piece(s) in %d task(s)",
+             config.cuts.selection, len({p.file for task in plan for p in task}), sc.master,
+             todo, len(plan))
+
     progress = sc.accumulator([], _progress_param())
     tune = tuning.decide(config.run.tune_python_workers, sc.master)
     if tune.requested and todo:
         log.info("Python worker tuning: %s", tune.reason)
     group = f"halo-lrg-{uuid.uuid4().hex[:12]}"
     report = _progress_writer(output)
-    monitor = _ProgressMonitor(spark, progress, dict(zip(inputs.uris, sizes)), group,
+    monitor = _ProgressMonitor(spark, progress,
+                               {key: (inputs.uris[p.file], p.bytes)
+                                for p, key in zip(pieces, keys)}, group,
                                config.run.on_error == "fail", config.run.progress_interval, emit,
                                report, config.run.progress_file_seconds)
     monitor.add_reused([status for status, _frame in reused.values()])
     report(monitor.snapshot())
     statuses: list[dict[str, Any]] = []
     counts: Optional[pd.DataFrame] = merge_counts([], layout.count_columns())
+    pixels: Optional[pd.DataFrame] = None
     crashed: Optional[BaseException] = None
-    if todo:
-        partials = lrg_partials(spark, todo_uris, footprint=spec.footprint, config=config,
-                                progress=progress, tune_workers=tune.apply,
-                                file_tasks=[tasks[i] for i in todo],
-                                partials_uri=spec.output_uri)
+    if plan:
+        partials = lrg_partials(spark, inputs.uris, footprint=spec.footprint, config=config,
+                                progress=progress, tune_workers=tune.apply, file_tasks=tasks,
+                                partials_uri=spec.output_uri, tasks=plan)
         sc.setJobGroup(group, "halo-lrg: count LRGs per brick", interruptOnCancel=True)
         monitor.start()
         counts = None
         try:
-            statuses, counts = collect_partials(partials, layout)
+            statuses, counts, pixels = collect_partials(partials, layout)
         except Exception as exc:  # cancelled by the monitor, or Spark itself failed
             crashed = exc
         finally:
             monitor.stop()
             sc.setLocalProperty("spark.jobGroup.id", None)
 
-    by_uri = {r["uri"]: r for r in statuses}
+    by_key = {piece_key(str(r["uri"]), optional_text(r.get("part"))): r for r in statuses}
     results = []
     for uri, size, sha in zip(inputs.uris, sizes, expected):
-        if uri in reused:
-            results.append(reused[uri][0])
-            continue
-        # The job's own status row, else what the progress accumulator heard before a cancel.
-        row = by_uri.get(uri) or monitor.seen.get(uri)
-        if row is not None:
-            results.append(FileResult.from_row(row, size, sha, layout))
-        else:
-            results.append(FileResult(uri, "cancelled", bytes=size, sha256_expected=sha,
-                                      error="not read: the run stopped first"))
+        parts = []
+        for piece, key in ((piece_of[k], k) for k in keys_of[uri]):
+            if key in reused:
+                parts.append(reused[key][0])
+                continue
+            # The job's own status row, else what the progress accumulator heard before a
+            # cancel.
+            row = by_key.get(key) or monitor.seen.get(key)
+            if row is not None:
+                parts.append(FileResult.from_row(row, piece.bytes, sha, layout))
+            else:
+                parts.append(FileResult(uri, "cancelled", bytes=piece.bytes,
+                                        sha256_expected=sha, part=part_label(piece.rows),
+                                        error="not read: the run stopped first"))
+        results.append(merge_parts(parts, size))
     north_south = decide_north_south(config.run.resolve, results)
     if north_south["applied"]:
         results = [r.with_resolution() for r in results]
@@ -671,6 +747,12 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                         len(north_south["unresolved_files"]),
                         north_south["unresolved_files"][0])
     if counts is not None:
+        if layout.nside:
+            pixels = final_counts(
+                merge_pixels([*([pixels] if pixels is not None else []),
+                              *(frame for _status, frame in reused.values())],
+                             layout.count_columns()),
+                layout, bool(north_south["applied"]), key="pixel")
         counts = final_counts(
             merge_counts([counts, *(frame for _status, frame in reused.values())],
                          layout.count_columns()),
@@ -679,7 +761,12 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
                        seconds=time.perf_counter() - started, counts_uri=None,
                        manifest_uri=output.manifest_uri, inputs=inputs,
                        worker_tuning=tune, selections=layout.selections,
-                       north_south=north_south)
+                       north_south=north_south,
+                       plan={"split_bytes": config.run.split_bytes,
+                             "pack_bytes": config.run.pack_bytes,
+                             "pieces": len(pieces), "pieces_reused": len(reused),
+                             "tasks": len(plan),
+                             "files_split": sum(len(k) > 1 for k in keys_of.values())})
     failures = result.failed
     message = None
     if crashed is not None and monitor.first_failure is None:
@@ -700,7 +787,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
         raise RunFailed(message)
     result.state = "partial" if failures else "complete"
     try:
-        _publish(output, spec, result, counts)
+        _publish(output, spec, result, counts, pixels)
     except OutputError as exc:
         result.counts_uri = result.density_uri = None
         message = f"cannot write the result: {exc}"
@@ -722,23 +809,144 @@ def _record_failure(output: Any, spec: JobSpec, result: RunResult, message: str)
     result.manifest_uri = output.uri_of(FAILURE_FILE)
 
 
-def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame) -> None:
+def _table_header(spec: JobSpec, result: RunResult) -> dict[str, Any]:
+    """Provenance of the run's FITS and Parquet tables (:func:`halo_lrg.io.tables.table_bytes`
+    writes each item as a card, and as Parquet metadata): version, UTC date, state, index,
+    each selection with its thresholds (``sel<i>``, ``sel<i>_<threshold>``, numbered so a
+    long variant name never makes a keyword too long), north/south, footprint, and the data
+    release only when every input's path says it (``.../dr10/south/sweep/10.1/...``), else
+    the index's path; otherwise no release item (never a guess)."""
+    import re
+
+    selections = selections_of(spec.config)
+    header: dict[str, Any] = {
+        "halo_lrg_version": (__version__, "halo-lrg, which counted and wrote this table"),
+        "date": (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()),
+                 "UTC time the run published this table"),
+        "state": (result.state, "complete, or partial: files skipped (see manifest.json)"),
+        "index": (spec.index_uri, "the index of sweep files read"),
+        "selection": (",".join(s.name for s in selections), "LRG selection(s) counted"),
+    }
+    for i, selection in enumerate(selections, 1):
+        definition = selection.definition()
+        header[f"sel{i}"] = (selection.name, selection.description)
+        header[f"sel{i}_base"] = (definition["base"], "the built-in selection it is or varies")
+        for key, value in definition["parameters"].items():
+            header[f"sel{i}_{key}"] = value
+    north_south = result.north_south or {}  # short keys: plain FITS keywords
+    header["resolve"] = (north_south.get("mode", spec.config.run.resolve),
+                         "north/south resolution asked: auto | on | off")
+    header["resolved"] = (bool(north_south.get("applied")),
+                          "DESI's north/south resolution applied")
+    header["nsreason"] = (north_south.get("reason", ""), "why it was or was not")
+    if spec.footprint is not None:
+        header["footprint"] = (spec.footprint.to_dict(), "sky box the inputs were cut to")
+    pattern = re.compile(r"/(dr\d+)/(north|south)/sweep/(\d[\d.]*)/", re.IGNORECASE)
+    for uris in (result.inputs.uris if result.inputs else [], [spec.index_uri]):
+        found = [pattern.search(uri) for uri in uris]
+        if uris and all(found):
+            said = list(zip(*(m.groups() for m in found if m)))
+            for key, values, comment in zip(
+                    ("release", "release_region", "sweep_version"), said,
+                    ("data release, from the inputs' paths", "north and/or south",
+                     "sweep version")):
+                header[key] = (",".join(sorted({v.lower() for v in values})), comment)
+            break
+    return header
+
+
+#: The run's HEALPix map: ``lrg_healpix.csv`` (NSIDE in its first line, and in the FITS
+#: header); one name whatever the nside, so a map of an earlier run never sits beside a new one.
+HEALPIX_STEM = "lrg_healpix"
+
+
+def _healpix_files(spec: JobSpec, pixels: Optional[pd.DataFrame], formats: tuple[str, ...],
+                   header: dict[str, Any]) -> dict[str, Optional[bytes]]:
+    """The map's bytes in each format (None: remove a stale one). The FITS map is written
+    whatever ``formats`` says: it is the file healpy and hpgeom users read."""
+    from halo_lrg.count.pixels import map_bytes
+    from halo_lrg.io.tables import TABLE_FORMATS, table_bytes
+    from halo_lrg.science.healpix_map import counts_map, map_units
+
+    files: dict[str, Optional[bytes]] = dict.fromkeys(TABLE_FORMATS)
+    nside = spec.config.run.healpix_nside
+    if pixels is None or not nside:
+        return files
+    names = [s.name for s in selections_of(spec.config)]
+    lrg = [c for c in pixels.columns if c not in ("pixel", "n_objects")]  # one a selection
+    hmap = counts_map(nside, pixels["pixel"].to_numpy(), pixels["n_objects"].to_numpy(),
+                      pixels[lrg].to_numpy().T, None if len(names) == 1 else names)
+    files["csv"] = map_bytes(hmap, "csv")
+    files["fits"] = map_bytes(hmap, "fits", header)
+    if "parquet" in formats:
+        files["parquet"] = table_bytes(hmap.table, "parquet", units=map_units(hmap),
+                                       header={**header, "nside": nside, "ordering": "NESTED"})
+    return files
+
+
+def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame,
+             pixels: Optional[pd.DataFrame] = None) -> None:
     """Replace the previous result with this complete one (:meth:`OutputLocation.publish`):
-    the CSV, the optional density table, the manifest (with the CSV's SHA-256), ``_SUCCESS``
-    last; a reader that finds it sees one run's files. A failure (a full disk, a PUT refused)
-    is an OutputError and leaves the previous result as it was (see ``publish``)."""
+    the CSV, the optional density table, with ``pixels`` (``run.healpix_nside``) the HEALPix
+    map ``lrg_healpix.csv`` (and ``.fits``, a partial-sky map healpy reads: the FITS copy is
+    always written, ``.parquet`` when asked), the same tables in each extra format of
+    ``output.formats`` (``lrg_counts_per_brick.fits``, ``lrg_density.parquet``... with units
+    and :func:`_table_header`'s provenance; formats not asked this time are removed, so no
+    stale table sits beside a new CSV), the manifest (the CSV's SHA-256, and every file
+    written with its SHA-256 under ``outputs``), ``_SUCCESS`` last; a reader that finds it
+    sees one run's files. A failure (a full disk, a PUT refused) is an OutputError and leaves
+    the previous result as it was (see ``publish``)."""
+    import io
+
+    from halo_lrg.io.output import COUNTS_DIR, COUNTS_FILE
+    from halo_lrg.io.tables import (
+        TABLE_FORMATS,
+        column_units,
+        parse_formats,
+        table_bytes,
+        table_suffix,
+    )
+
     csv = counts_csv_bytes(counts)
     result.counts_uri = output.counts_uri
+    formats = parse_formats(spec.config.output.formats)
+    # The other formats hold exactly what the CSV says: its rows, order and values.
+    frame = pd.read_csv(io.BytesIO(csv), dtype={"brickname": str})
+    frame = frame.astype({c: "int64" for c in frame.columns if c != "brickname"})
+    tables: dict[str, tuple[str, Optional[pd.DataFrame]]] = {
+        "counts": (COUNTS_DIR, frame), "density": (DENSITY_FILE.rsplit(".", 1)[0], None)}
     density = None  # None removes a stale one from an earlier run: it would mislead
     if spec.with_density:
         from halo_lrg.science.density import density_table
 
         table = density_table(counts)
-        density = table.to_csv(index=False, float_format="%.10g",
-                               lineterminator="\n").encode()
+        density = table_bytes(table, "csv")
+        tables["density"] = (tables["density"][0], table)
         result.density_uri = output.uri_of(DENSITY_FILE)
-    manifest = {**build_manifest(spec, result), "counts_sha256": hashlib.sha256(csv).hexdigest()}
-    output.publish(csv, manifest_bytes(manifest), {DENSITY_FILE: density})
+    files: dict[str, Optional[bytes]] = {DENSITY_FILE: density}
+    written = [(f"{COUNTS_DIR}/{COUNTS_FILE}", "counts", "csv", csv),
+               (DENSITY_FILE, "density", "csv", density)]
+    header = _table_header(spec, result)
+    for fmt in (f for f in TABLE_FORMATS if f != "csv"):
+        for name, (stem, table_frame) in tables.items():
+            data = None
+            if fmt in formats and table_frame is not None:
+                data = table_bytes(table_frame, fmt, units=column_units(table_frame.columns),
+                                   header=header, extname=name.upper())
+            files[stem + table_suffix(fmt)] = data
+            written.append((stem + table_suffix(fmt), name, fmt, data))
+    for fmt, data in _healpix_files(spec, pixels, formats, header).items():
+        name = f"{HEALPIX_STEM}{table_suffix(fmt)}"
+        files[name] = data
+        written.append((name, "healpix", fmt, data))
+        if data is not None and fmt == "csv":
+            result.healpix_uri = output.uri_of(name)
+    outputs = [{"name": name, "uri": output.uri_of(name), "table": table_name, "format": fmt,
+                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+               for name, table_name, fmt, data in written if data is not None]
+    manifest = {**build_manifest(spec, result), "outputs": outputs,
+                "counts_sha256": hashlib.sha256(csv).hexdigest()}
+    output.publish(csv, manifest_bytes(manifest), files)
 
 
 def summary_lines(result: RunResult) -> list[str]:
@@ -753,6 +961,7 @@ def summary_lines(result: RunResult) -> list[str]:
         f"   time: {result.seconds:.1f} s",
         f"counts:   {result.counts_uri}",
         *([f"density:  {result.density_uri}"] if result.density_uri else []),
+        *([f"healpix:  {result.healpix_uri}"] if result.healpix_uri else []),
         f"manifest: {result.manifest_uri}",
     ]
     if result.north_south is not None:

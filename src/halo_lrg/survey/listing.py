@@ -10,7 +10,10 @@ of the footprint, and a run over it resolves north/south as DESI does
 
 Each sweep folder also publishes a SHA-256 list of its files
 (``legacysurvey_dr10_south_sweep_10.1.sha256sum``: ``<hex>  <name>`` lines):
-:func:`checksum_list_names` says what to look for beside a listing.
+:func:`checksum_list_names` says what to look for beside a listing. The two DR9 folders list
+the same names with different contents, so an index of both gets one combined list whose
+paths carry each folder (:func:`combine_checksums`: ``north/sweep/9.0/<name>``), which
+:class:`~halo_lrg.io.fetch.ChecksumList` matches by path suffix.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 from urllib.parse import unquote, urljoin, urlparse
 
 from halo_lrg.config import IndexConfig
+from halo_lrg.io.fetch import ChecksumList, path_segments
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.survey.names import parse_sweep_name
 
@@ -97,11 +101,17 @@ def checksum_list_name(release: str, region: str, base_url: str) -> Optional[str
     """The name the survey gives a sweep folder's SHA-256 list,
     ``legacysurvey_<release>_<region>_sweep_<version>.sha256sum`` (the version is the
     folder's last path segment, e.g. ``10.1``); None when the folder has no version."""
-    segments = [s for s in unquote(urlparse(base_url).path).split("/") if s]
-    version = segments[-1] if segments else ""
-    if not _VERSION.match(version):
+    version = _folder_version(base_url)
+    if not version:
         return None
     return f"legacysurvey_{release}_{region}_sweep_{version}{CHECKSUM_SUFFIX}"
+
+
+def _folder_version(base_url: str) -> str:
+    """A sweep folder's version, its last path segment (``10.1``); "" when that is not one."""
+    segments = [s for s in unquote(urlparse(base_url).path).split("/") if s]
+    version = segments[-1] if segments else ""
+    return version if _VERSION.match(version) else ""
 
 
 def checksum_list_names(html: str, release: str, region: str, base_url: str) -> list[str]:
@@ -117,6 +127,42 @@ def checksum_list_names(html: str, release: str, region: str, base_url: str) -> 
     if linked:
         return sorted(linked, key=lambda n: (n != expected, n))
     return [expected] if expected else []
+
+
+def region_folders(bases: dict[str, str]) -> dict[str, str]:
+    """Each region's sweep folder relative to the deepest folder all of them share, e.g.
+    ``{"north": "north/sweep/9.0", "south": "south/sweep/9.0"}`` for DR9's two: the part of
+    a path that tells the regions' same-named files apart (at least the last segment of
+    each, so it is never empty)."""
+    segments = {region: path_segments(base) for region, base in bases.items()}
+    shared = 0
+    if segments:
+        shortest = min(len(s) for s in segments.values())
+        while shared < shortest - 1 and len({s[shared] for s in segments.values()}) == 1:
+            shared += 1
+    return {region: "/".join(s[shared:]) for region, s in segments.items()}
+
+
+def combined_checksum_list_name(release: str, regions: list[str],
+                                bases: dict[str, str]) -> str:
+    """The name of the list ``index`` combines from several regions' lists,
+    ``<release>_<region>_<region>_sweep[_<version>].sha256sum`` (the version when every
+    folder has the same one); not ``legacysurvey_...``: the survey publishes no such file."""
+    versions = {_folder_version(bases[region]) for region in regions}
+    version = f"_{versions.pop()}" if len(versions) == 1 and "" not in versions else ""
+    return f"{release}_{'_'.join(regions)}_sweep{version}{CHECKSUM_SUFFIX}"
+
+
+def combine_checksums(lists: dict[str, ChecksumList], folders: dict[str, str],
+                      source: str) -> ChecksumList:
+    """One list of several regions' lists, each path prefixed with its region's folder
+    (:func:`region_folders`), so same-named files of different folders stay apart; a path
+    already given as a URL is kept as it is."""
+    combined = ChecksumList(source)
+    for region, listed in lists.items():
+        for path, digest in listed.entries:
+            combined.add(path if "://" in path else f"{folders[region]}/{path}", digest)
+    return combined
 
 
 def index_lines(names: list[str], base_url: str, footprint: Optional[Footprint]) -> list[str]:
