@@ -33,7 +33,7 @@ from halo_lrg.science.healpix_map import read_map
 from halo_lrg.spark.area import AreaFailed, count_randoms_spark, plan_pieces
 from halo_lrg.survey.names import SweepBox
 from halo_lrg.survey.synth import PlantedMask, generate_randoms
-from test_http_ranges import RangeHandler
+from test_remote_parts import Handler
 
 pytestmark = pytest.mark.spark
 
@@ -128,21 +128,6 @@ def test_pixels_agree_with_healpy_and_sum_to_the_brick_total(spark, config, rand
     assert hmap.table["n_randoms"].sum() == bricks["n_randoms"].sum()
     assert hmap.table["area_eff_deg2"].sum() == pytest.approx(bricks["area_eff_deg2"].sum(),
                                                               rel=1e-12)
-
-
-class Handler(RangeHandler):
-    """test_http_ranges' range-serving server, answering HEAD too (the plan's sizes)."""
-
-    def do_HEAD(self):
-        entry = type(self).files.get(self.path)
-        if entry is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(entry[0])))
-        self.send_header("ETag", entry[1])
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from halo_lrg.science.cuts import (
 )
 from halo_lrg.science.footprint import Footprint
 from halo_lrg.survey.synth import dr10_dtype
+from test_cuts_vs_desitarget import random_catalogue
 
 #: Variants whose thresholds differ from the built-in selections' in every DESI cut (fainter
 #: and brighter fibre limits, another sliding cut and low-z limit), and the seed's.
@@ -48,26 +49,9 @@ BRICKS = np.array([b"1501p025", b"1501p027", b"1503p025", b"1504p027", b"1506p03
 
 def catalogue(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """DR10 columns (big-endian, as a sweep stores them) scattered around every DESI
-    threshold, with hostile values mixed into every column a cut reads."""
-    def flux(mag):
-        return (10 ** (-0.4 * (mag - 22.5))).astype(">f4")
-
-    z = rng.uniform(17.0, 22.5, n)
-    r = z + rng.uniform(-0.5, 3.0, n)
-    w1 = z - rng.uniform(-0.5, 2.5, n)
-    cat = {"FLUX_G": flux(r + rng.uniform(-0.5, 3.5, n)), "FLUX_R": flux(r),
-           "FLUX_Z": flux(z), "FLUX_W1": flux(w1),
-           "FIBERFLUX_Z": flux(z + rng.uniform(0.3, 2.0, n)),
-           "FIBERTOTFLUX_Z": flux(z + rng.uniform(-1.0, 1.5, n) - 3 * (rng.random(n) < 0.05))}
-    for band in ("G", "R", "Z", "W1"):
-        cat[f"MW_TRANSMISSION_{band}"] = rng.uniform(0.7, 1.0, n).astype(">f4")
-    for band in ("R", "Z", "W1"):
-        cat[f"FLUX_IVAR_{band}"] = np.where(rng.random(n) < 0.05, 0, 5.0).astype(">f4")
-    cat["GAIA_PHOT_G_MEAN_MAG"] = np.where(rng.random(n) < 0.7, 0,
-                                           rng.uniform(15, 21, n)).astype(">f4")
-    for band in ("G", "R", "Z"):
-        cat[f"NOBS_{band}"] = rng.integers(0, 5, n).astype(">i2")
-    cat["MASKBITS"] = np.where(rng.random(n) < 0.1, 1 << rng.integers(0, 17, n), 0).astype(">i4")
+    threshold (test_cuts_vs_desitarget's), with hostile values, infinities included, mixed
+    into every column a cut reads, and releases of both hemispheres."""
+    cat = random_catalogue(rng, n)
     hostile = np.array([0.0, -3.0, np.nan, np.inf, -np.inf], dtype=">f4")
     for name in [c for c in DESI_COLUMNS if not c.startswith(("NOBS", "MASKBITS"))]:
         hit = rng.random(n) < 0.01

@@ -56,6 +56,7 @@ from halo_lrg.science.area import (
 )
 from halo_lrg.science.healpix import check_nside
 from halo_lrg.science.healpix_map import HealpixMap
+from halo_lrg.spark.job import list_accumulator
 from halo_lrg.spark.plan import Piece, pack_pieces, split_files
 
 log = logging.getLogger(__name__)
@@ -237,20 +238,6 @@ def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str],
 
 # --- the driver ---------------------------------------------------------------------------------
 
-def _list_accumulator(spark: Any) -> Any:
-    from pyspark.accumulators import AccumulatorParam
-
-    class ListParam(AccumulatorParam):
-        def zero(self, value: list) -> list:
-            return []
-
-        def addInPlace(self, a: list, b: list) -> list:
-            a.extend(b)
-            return a
-
-    return spark.sparkContext.accumulator([], ListParam())
-
-
 class _Progress(threading.Thread):
     """Polls the accumulator: a line per piece as it finishes (once, however often a retried
     task reports it); at the first failure, cancels the job group."""
@@ -348,7 +335,7 @@ def count_randoms_spark(spark: Any, uris: Sequence[str], *, config: Config,
     log.info("counting randoms in %d file(s) on %s: %d piece(s) in %d task(s)%s",
              len(uris), sc.master, len(pieces), len(tasks),
              f", per pixel at nside {nside}" if nside else "")
-    accumulator = _list_accumulator(spark)
+    accumulator = list_accumulator(spark)
     frame = spark.range(len(tasks), numPartitions=len(tasks)).mapInPandas(
         functools.partial(_count_partition, uris=uris, identities=identities, tasks=tasks,
                           numbers=numbers, config=config, mask_bits=mask_bits, nside=nside,

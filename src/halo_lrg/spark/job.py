@@ -663,6 +663,22 @@ def _count_piece(piece: Piece, uris: Sequence[str], config: Config,
     return _partials_frame(uri, bricks, status, layout)
 
 
+def list_accumulator(spark: Any) -> Any:
+    """A Spark accumulator of lists that tasks ``add([...])`` to and the driver reads as they
+    finish: how tasks report progress (the driver polls ``.value``)."""
+    from pyspark.accumulators import AccumulatorParam
+
+    class ListParam(AccumulatorParam):
+        def zero(self, value: list) -> list:
+            return []
+
+        def addInPlace(self, a: list, b: list) -> list:
+            a.extend(b)
+            return a
+
+    return spark.sparkContext.accumulator([], ListParam())
+
+
 class FileFailed(RuntimeError):
     """A file could not be counted (raised in the task by :func:`count_lrgs` unless
     ``on_error="skip"``); the message names the file and the cause."""

@@ -87,6 +87,7 @@ from halo_lrg.spark.job import (
     PartialLayout,
     collect_partials,
     file_task,
+    list_accumulator,
     lrg_partials,
     merge_parts,
     optional_text,
@@ -193,20 +194,6 @@ class RunResult:
 
 
 # --- driver side --------------------------------------------------------------------------------
-
-def _progress_param() -> Any:
-    from pyspark.accumulators import AccumulatorParam
-
-    class ListParam(AccumulatorParam):
-        def zero(self, value: list) -> list:
-            return []
-
-        def addInPlace(self, a: list, b: list) -> list:
-            a.extend(b)
-            return a
-
-    return ListParam()
-
 
 class _ProgressMonitor(threading.Thread):
     """Prints a line per finished file (or row range of a split file: a *piece*, named by
@@ -688,7 +675,7 @@ def run_job(spark: Any, spec: JobSpec, emit: Callable[[str], None] = print) -> R
              config.cuts.selection, len({p.file for task in plan for p in task}), sc.master,
              todo, len(plan))
 
-    progress = sc.accumulator([], _progress_param())
+    progress = list_accumulator(spark)
     tune = tuning.decide(config.run.tune_python_workers, sc.master)
     if tune.requested and todo:
         log.info("Python worker tuning: %s", tune.reason)
