@@ -44,7 +44,6 @@ from halo_lrg.count.randoms import (
     count_randoms,
 )
 from halo_lrg.count.streaming import remote_chunks
-from halo_lrg.fits.layout import RowSlice
 from halo_lrg.fits.reader import SweepError
 from halo_lrg.io.fetch import InputIdentity, SourceError, file_identities, input_name
 from halo_lrg.io.uri import is_s3
@@ -56,7 +55,7 @@ from halo_lrg.science.area import (
 )
 from halo_lrg.science.healpix import check_nside
 from halo_lrg.science.healpix_map import HealpixMap
-from halo_lrg.spark.job import list_accumulator
+from halo_lrg.spark.job import list_accumulator, part_label
 from halo_lrg.spark.plan import Piece, pack_pieces, split_files
 
 log = logging.getLogger(__name__)
@@ -146,17 +145,13 @@ class AreaCounts:
 
 # --- the tasks ----------------------------------------------------------------------------------
 
-def _part_label(rows: RowSlice) -> Optional[str]:
-    return None if rows.whole else f"{rows.part + 1}/{rows.parts}"
-
-
 def _count_piece(piece: Piece, number: int, uris: Sequence[str],
                  identities: Sequence[InputIdentity], config: Config, mask_bits: int,
                  nside: Optional[int]) -> tuple[Optional[RandomsCounts], dict[str, Any]]:
     """Count one piece; never raises: a failure is the status's ``error``, naming the
     file, the part and the cause in one line."""
     uri = uris[piece.file]
-    part = _part_label(piece.rows)
+    part = part_label(piece.rows)
     rows = None if piece.rows.whole else piece.rows
     started = time.perf_counter()
     status: dict[str, Any] = {"uri": uri, "part": part, "piece": number, "n_randoms": 0,
