@@ -1,4 +1,5 @@
-"""The Spark job and its public API: sweep URIs → one task per file → LRGs per brick.
+"""The Spark job and its public API: sweep URIs → tasks (a file each, or as planned) →
+LRGs per brick.
 
 Use it from a notebook with a SparkSession of your own; nothing here changes the session::
 

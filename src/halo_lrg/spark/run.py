@@ -1,11 +1,15 @@
 """A run: index → the Spark job → CSV + manifest, with progress and fail-fast.
 
-Driver                                   Executors (one file per task, halo_lrg.spark.job)
+Driver                                   Executors (a task per planned task, spark.job)
 -------------------------------------    ------------------------------------------------
 read index, drop duplicates, footprint
-order largest first; file indices in
-the JVM, one per partition (range)    →  fetch → read chunks → cuts → per-brick partials
-                                          plus one status row per file; never raises
+order largest first; plan pieces (big
+files split in row ranges) and tasks
+(small files packed), spark.plan;
+task indices in the JVM, one per
+partition (range)                     →  per piece: fetch → read chunks → cuts → per-brick
+                                          (and per-pixel) partials plus one status row;
+                                          never raises
 report progress from an accumulator   ←  progress accumulator (uri, status, rows, lrg, s)
 collect the partials (Arrow, one
 stage) → merge per brick on the driver →
