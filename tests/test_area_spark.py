@@ -6,8 +6,6 @@ Parquet with units."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from pathlib import Path
 
 import fitsio
@@ -33,6 +31,7 @@ from halo_lrg.science.healpix_map import read_map
 from halo_lrg.spark.area import AreaFailed, count_randoms_spark, plan_pieces
 from halo_lrg.survey.names import SweepBox
 from halo_lrg.survey.synth import PlantedMask, generate_randoms
+from test_http_ranges import fresh, loopback
 from test_remote_parts import Handler
 
 pytestmark = pytest.mark.spark
@@ -132,16 +131,9 @@ def test_pixels_agree_with_healpy_and_sum_to_the_brick_total(spark, config, rand
 
 @pytest.fixture
 def http_server():
-    handler = type("Handler", (Handler,), {
-        "files": {}, "delays": {}, "drops": {}, "log": [], "finished": [],
-        "stats": {"active": 0, "peak": 0, "sent": 0}, "swapped": threading.Event(),
-        "lock": threading.Lock()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    handler = fresh(Handler)
+    with loopback(handler) as base:
+        yield base, handler
 
 
 @pytest.mark.parametrize("protocol", ["s3", "http"])

@@ -31,6 +31,7 @@ from halo_lrg.survey.listing import (
 )
 from halo_lrg.survey.names import SweepBox, sweep_name
 from halo_lrg.survey.synth import generate_sample, generate_sweep
+from test_http_ranges import fresh, loopback
 
 ROWS = 2000
 WRONG = "0" * 64
@@ -69,13 +70,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def served(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("H", (Handler,), {"cut": set(), "seen": {}})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root, handler
-    server.shutdown()
-    server.server_close()
+    handler = fresh(Handler, cut=set(), seen={})
+    with loopback(functools.partial(handler, directory=str(root))) as base:
+        yield base, root, handler
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import gzip
 import http.server
 import os
 import tempfile
-import threading
 import warnings
 from functools import partial
 from pathlib import Path
@@ -28,6 +27,7 @@ from halo_lrg.fits.reader import SweepError, file_reader, iter_column_chunks
 from halo_lrg.science.cuts import dereddened_flux, get_selection
 from halo_lrg.survey.names import SweepBox
 from halo_lrg.survey.synth import generate_sweep
+from test_http_ranges import loopback
 
 # --- writing FITS bytes by hand: every card, offset and heap byte under the test's control ----
 
@@ -402,21 +402,13 @@ def test_an_html_body_served_as_a_sweep_fails_while_downloading(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
     (root / "sweep.fits").write_bytes(b"<html>" + b" " * (64 << 20))
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        (tmp_path / "tmp").mkdir()
-        config = load_config().replace(remote={"tmp_dir": str(tmp_path / "tmp"),
-                                               "max_attempts": 1})
-        url = f"http://127.0.0.1:{server.server_address[1]}/sweep.fits"
-        with pytest.raises(SweepError, match=r"sweep\.fits: not a FITS file: .*HTML"):
-            stream_count(url, config, get_selection("seed", config.cuts), None)
-        assert list((tmp_path / "tmp").iterdir()) == []
-    finally:
-        server.shutdown()
-        server.server_close()
+    (tmp_path / "tmp").mkdir()
+    config = load_config().replace(remote={"tmp_dir": str(tmp_path / "tmp"),
+                                           "max_attempts": 1})
+    with loopback(partial(_QuietHandler, directory=str(root))) as base, \
+            pytest.raises(SweepError, match=r"sweep\.fits: not a FITS file: .*HTML"):
+        stream_count(f"{base}/sweep.fits", config, get_selection("seed", config.cuts), None)
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -14,8 +14,10 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import pytest
 
@@ -29,6 +31,30 @@ CHUNK = 8 * 1024
 
 def payload(size: int, seed: int) -> bytes:
     return bytes((i * 31 + seed * 7 + (i >> 9)) % 251 for i in range(size))
+
+
+@contextmanager
+def loopback(handler: Any) -> Iterator[str]:
+    """A threading HTTP server on 127.0.0.1 answering with ``handler`` (a request handler
+    class, or a ``functools.partial`` of one); yields its base URL, shut down on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def fresh(handler: type, **state: Any) -> type:
+    """A subclass of ``handler`` with state of its own (``files``, counters, locks...): a
+    server's requests share it, and no other server sees it."""
+    if issubclass(handler, RangeHandler):
+        state = {"files": {}, "delays": {}, "drops": {}, "log": [], "finished": [],
+                 "stats": {"active": 0, "peak": 0, "sent": 0}, "swapped": threading.Event(),
+                 "lock": threading.Lock(), **state}
+    return type(handler.__name__, (handler,), state)
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -146,16 +172,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     """A RangeHandler server of its own; yields (base URL, handler class)."""
-    handler = type("Handler", (RangeHandler,), {
-        "files": {}, "delays": {}, "drops": {}, "log": [], "finished": [],
-        "stats": {"active": 0, "peak": 0, "sent": 0}, "swapped": threading.Event(),
-        "lock": threading.Lock()})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", handler
-    srv.shutdown()
-    srv.server_close()
+    handler = fresh(RangeHandler)
+    with loopback(handler) as base:
+        yield base, handler
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from halo_lrg.config import load_config
 from halo_lrg.io.fetch import SourceError, local_copy
 from halo_lrg.io.retry import TransientError, with_retries
 from halo_lrg.spark.run import JobSpec, RunFailed, run_job
+from test_http_ranges import fresh, loopback
 
 BUCKET = "halo-test"
 
@@ -76,14 +77,9 @@ def http_root(tmp_path):
     """A local HTTP server over tmp_path/www; yields (base_url, root dir, handler class)."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("Handler", (FaultyHandler,), {"log": [], "state": {}, "faults": True})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root, handler
-    server.shutdown()
-    server.server_close()
+    handler = fresh(FaultyHandler, log=[], state={}, faults=True)
+    with loopback(functools.partial(handler, directory=str(root))) as base:
+        yield base, root, handler
 
 
 def fetch(uri, cfg) -> None:

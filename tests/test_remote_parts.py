@@ -6,11 +6,11 @@ every part in the local reader's words; a file replaced mid-read is refused, nev
 
 from __future__ import annotations
 
-import http.server
 import logging
 import re
 import threading
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from halo_lrg.io.fetch import InputHash, SourceError, file_identity
 from halo_lrg.science.cuts import get_selections
 from halo_lrg.survey.names import SweepBox
 from halo_lrg.survey.synth import PlantedMask, generate_randoms, generate_sample
-from test_http_ranges import RangeHandler
+from test_http_ranges import RangeHandler, fresh, loopback
 
 BUCKET = "halo-parts"
 CHUNK = 8192
@@ -116,25 +116,17 @@ class Remote:
             self.client = CountingClient(self.s3)
             monkeypatch.setattr(s3mod, "client", lambda _remote: self.client)
         else:
-            self.handler = type("Handler", (Handler,), {
-                "files": {}, "delays": {}, "drops": {}, "log": [], "finished": [],
-                "stats": {"active": 0, "peak": 0, "sent": 0}, "swapped": threading.Event(),
-                "lock": threading.Lock()})
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
-            self.server.daemon_threads = True
-            threading.Thread(target=self.server.serve_forever, daemon=True).start()
-            request.addfinalizer(self.close)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+            self.handler = fresh(Handler)
+            stack = ExitStack()
+            self.base = stack.enter_context(loopback(self.handler))
+            request.addfinalizer(stack.close)
 
     def put(self, name: str, data: bytes, etag: str = '"v1"') -> str:
         if self.kind == "s3":
             self.s3.put_object(Bucket=BUCKET, Key=name, Body=data)
             return f"s3://{BUCKET}/{name}"
         self.handler.files[f"/{name}"] = [data, etag]
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
+        return f"{self.base}/{name}"
 
     @property
     def sent(self) -> int:

@@ -26,6 +26,7 @@ from halo_lrg.spark.job import file_task, read_partial
 from halo_lrg.spark.run import JobSpec, run_job
 from halo_lrg.survey.names import SweepBox, parse_sweep_name, sweep_name
 from halo_lrg.survey.synth import generate_sample, generate_sweep, write_defect
+from test_http_ranges import fresh, loopback
 
 ROWS = 2000
 
@@ -57,13 +58,9 @@ def served(tmp_path):
     """(base URL, served directory, handler class) of a loopback HTTP server."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("Handler", (CountingHandler,), {"gets": {}, "delay": 0.0})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", root, handler
-    server.shutdown()
-    server.server_close()
+    handler = fresh(CountingHandler, gets={}, delay=0.0)
+    with loopback(functools.partial(handler, directory=str(root))) as base:
+        yield base, root, handler
 
 
 def sweeps(directory: Path, files: int, seed: int = 3) -> list[Path]:
