@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -55,7 +54,7 @@ from halo_lrg.science.area import (
 )
 from halo_lrg.science.healpix import check_nside
 from halo_lrg.science.healpix_map import HealpixMap
-from halo_lrg.spark.job import list_accumulator, part_label
+from halo_lrg.spark.job import AccumulatorWatcher, list_accumulator, part_label
 from halo_lrg.spark.plan import Piece, pack_pieces, split_files
 
 log = logging.getLogger(__name__)
@@ -233,43 +232,27 @@ def _count_partition(batches: Iterator[pd.DataFrame], uris: Sequence[str],
 
 # --- the driver ---------------------------------------------------------------------------------
 
-class _Progress(threading.Thread):
-    """Polls the accumulator: a line per piece as it finishes (once, however often a retried
-    task reports it); at the first failure, cancels the job group."""
+class _Progress(AccumulatorWatcher):
+    """A line per piece as it finishes (once, however often a retried task reports it); at
+    the first failure, cancels the job group."""
 
     def __init__(self, spark: Any, accumulator: Any, total: int, group: str,
                  interval: float, emit: Optional[Callable[[str], None]]) -> None:
-        super().__init__(name="halo-lrg-area-progress", daemon=True)
-        self.spark, self.accumulator, self.total, self.group = spark, accumulator, total, group
-        self.interval, self.emit = max(0.05, interval), emit
-        self.seen: dict[int, PieceStatus] = {}
-        self.first_failure: Optional[PieceStatus] = None
-        self._finished = threading.Event()
+        super().__init__("halo-lrg-area-progress", spark, accumulator, group, True,
+                         max(0.05, interval), emit)
+        self.total = total
 
-    def note(self, entry: dict[str, Any]) -> None:
-        number = int(entry["piece"])
-        if number in self.seen:
-            return
-        status = _status(entry, self.total)
-        self.seen[number] = status
-        if self.emit is not None:
-            self.emit(status.line())
-        if not status.ok and self.first_failure is None:
-            self.first_failure = status
-            self.spark.sparkContext.cancelJobGroup(self.group)
+    def key(self, entry: dict[str, Any]) -> int:
+        return int(entry["piece"])
 
-    def poll(self) -> None:
-        for entry in list(self.accumulator.value):
-            self.note(entry)
+    def kept(self, entry: dict[str, Any]) -> PieceStatus:
+        return _status(entry, self.total)
 
-    def run(self) -> None:
-        while not self._finished.wait(self.interval):
-            self.poll()
+    def line(self, status: PieceStatus) -> str:
+        return status.line()
 
-    def stop(self) -> None:
-        self._finished.set()
-        self.join()
-        self.poll()
+    def failed(self, status: PieceStatus) -> bool:
+        return not status.ok
 
 
 def _status(entry: Any, total: int) -> PieceStatus:

@@ -48,11 +48,12 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -678,6 +679,64 @@ def list_accumulator(spark: Any) -> Any:
             return a
 
     return spark.sparkContext.accumulator([], ListParam())
+
+
+class AccumulatorWatcher(threading.Thread):
+    """On the driver, polls a :func:`list_accumulator` every ``interval`` seconds while the
+    job runs, and hears each task's report once (:meth:`note`; a retried task reports again,
+    under the same :meth:`key`): it emits the report's line and, with ``fail_fast``, cancels
+    the job group at the first failure. :meth:`stop` polls a last time. Subclasses say what a
+    report is keyed by, what is kept of it, its line, and whether it is a failure."""
+
+    def __init__(self, name: str, spark: Any, accumulator: Any, group: str, fail_fast: bool,
+                 interval: float, emit: Optional[Callable[[str], None]]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.spark, self.accumulator, self.group = spark, accumulator, group
+        self.fail_fast, self.interval, self.emit = fail_fast, interval, emit
+        self.seen: dict[Any, Any] = {}
+        self.first_failure: Any = None
+        self._finished = threading.Event()
+
+    def key(self, entry: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def kept(self, entry: dict[str, Any]) -> Any:
+        """What :attr:`seen` keeps of a report (default: the report)."""
+        return entry
+
+    def line(self, kept: Any) -> str:
+        raise NotImplementedError
+
+    def failed(self, kept: Any) -> bool:
+        raise NotImplementedError
+
+    def note(self, entry: dict[str, Any]) -> None:
+        key = self.key(entry)
+        if key in self.seen:
+            return
+        kept = self.seen[key] = self.kept(entry)
+        if self.emit is not None:
+            self.emit(self.line(kept))
+        if self.failed(kept) and self.fail_fast and self.first_failure is None:
+            self.first_failure = kept
+            self.spark.sparkContext.cancelJobGroup(self.group)
+
+    def poll(self) -> None:
+        for entry in list(self.accumulator.value):
+            self.note(entry)
+
+    def between_polls(self) -> None:
+        """Called after each poll while the job runs."""
+
+    def run(self) -> None:
+        while not self._finished.wait(self.interval):
+            self.poll()
+            self.between_polls()
+
+    def stop(self) -> None:
+        self._finished.set()
+        self.join()
+        self.poll()
 
 
 class FileFailed(RuntimeError):

@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +85,7 @@ from halo_lrg.science.footprint import Footprint
 from halo_lrg.spark import tuning
 from halo_lrg.spark.job import (
     RESOLVE_MODES,
+    AccumulatorWatcher,
     FileResult,
     FileTask,
     PartialLayout,
@@ -199,7 +199,7 @@ class RunResult:
 
 # --- driver side --------------------------------------------------------------------------------
 
-class _ProgressMonitor(threading.Thread):
+class _ProgressMonitor(AccumulatorWatcher):
     """Prints a line per finished file (or row range of a split file: a *piece*, named by
     :func:`~halo_lrg.spark.job.piece_key`) as tasks report; cancels the job on the first
     failure when ``on_error=fail``; every ``report_interval`` seconds hands a snapshot of the
@@ -211,41 +211,35 @@ class _ProgressMonitor(threading.Thread):
                  group: str, fail_fast: bool, interval: float, emit: Callable[[str], None],
                  report: Optional[Callable[[dict[str, Any]], None]] = None,
                  report_interval: float = 30.0) -> None:
-        super().__init__(name="halo-lrg-progress", daemon=True)
-        self.spark, self.accumulator = spark, accumulator
+        super().__init__("halo-lrg-progress", spark, accumulator, group, fail_fast, interval,
+                         emit)
         self.sizes = {key: size for key, (_uri, size) in pieces.items()}
         self.keys_of: dict[str, list[str]] = {}  # a file's pieces
         for key, (uri, _size) in pieces.items():
             self.keys_of.setdefault(uri, []).append(key)
         self.total = len(pieces)
-        self.group, self.fail_fast, self.interval, self.emit = group, fail_fast, interval, emit
         self.report, self.report_interval = report, report_interval
-        self.seen: dict[str, dict] = {}
         #: Files taken from stored partials: done before the job starts, not timed by it.
         self.reused: set[str] = set()
-        self.first_failure: Optional[dict] = None
         self.started = time.perf_counter()
         self._reported = self.started
-        self._finished = threading.Event()
 
-    def poll(self) -> None:
-        for entry in list(self.accumulator.value):
-            key = piece_key(entry["uri"], entry.get("part"))
-            if key in self.seen:  # a retried task reports again
-                continue
-            self.seen[key] = entry
-            elapsed = time.perf_counter() - self.started
-            if entry["status"] == "ok":
-                detail = (f"ok  {entry['rows']:>10,} rows {entry['lrg']:>8,} LRGs "
-                          f"{entry['seconds']:7.1f} s")
-            else:
-                detail = f"FAILED {entry['error']}"
-            part = f" (rows part {entry['part']})" if entry.get("part") else ""
-            self.emit(f"[{len(self.seen):>{len(str(self.total))}}/{self.total}] "
-                      f"{elapsed:7.1f}s  {_short(entry['uri'])}{part}  {detail}")
-            if entry["status"] == "failed" and self.fail_fast and self.first_failure is None:
-                self.first_failure = entry
-                self.spark.sparkContext.cancelJobGroup(self.group)
+    def key(self, entry: dict[str, Any]) -> str:
+        return piece_key(entry["uri"], entry.get("part"))
+
+    def line(self, entry: dict[str, Any]) -> str:
+        elapsed = time.perf_counter() - self.started
+        if entry["status"] == "ok":
+            detail = (f"ok  {entry['rows']:>10,} rows {entry['lrg']:>8,} LRGs "
+                      f"{entry['seconds']:7.1f} s")
+        else:
+            detail = f"FAILED {entry['error']}"
+        part = f" (rows part {entry['part']})" if entry.get("part") else ""
+        return (f"[{len(self.seen):>{len(str(self.total))}}/{self.total}] "
+                f"{elapsed:7.1f}s  {_short(entry['uri'])}{part}  {detail}")
+
+    def failed(self, entry: dict[str, Any]) -> bool:
+        return entry["status"] == "failed"
 
     def add_reused(self, results: list[FileResult]) -> None:
         """Files whose stored partials were loaded: done, without a progress line each."""
@@ -283,18 +277,11 @@ class _ProgressMonitor(threading.Thread):
                 "elapsed_seconds": round(elapsed, 1), "eta_seconds": eta, **pieces,
                 "updated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
-    def run(self) -> None:
-        while not self._finished.wait(self.interval):
-            self.poll()
-            if self.report is not None and \
-                    time.perf_counter() - self._reported >= self.report_interval:
-                self._reported = time.perf_counter()
-                self.report(self.snapshot())
-
-    def stop(self) -> None:
-        self._finished.set()
-        self.join()
-        self.poll()
+    def between_polls(self) -> None:
+        if self.report is not None and \
+                time.perf_counter() - self._reported >= self.report_interval:
+            self._reported = time.perf_counter()
+            self.report(self.snapshot())
 
 
 def _progress_writer(output: Any) -> Callable[[dict[str, Any]], None]:
