@@ -888,9 +888,12 @@ def _publish(output: Any, spec: JobSpec, result: RunResult, counts: pd.DataFrame
     csv = counts_csv_bytes(counts)
     result.counts_uri = output.counts_uri
     formats = parse_formats(spec.config.output.formats)
-    # The other formats hold exactly what the CSV says: its rows, order and values.
-    frame = pd.read_csv(io.BytesIO(csv), dtype={"brickname": str})
-    frame = frame.astype({c: "int64" for c in frame.columns if c != "brickname"})
+    # The other formats hold exactly what the CSV says: its rows, order and values (parsed
+    # back only when another format is asked: a CSV-only run writes no other table).
+    frame = None
+    if set(formats) - {"csv"}:
+        frame = pd.read_csv(io.BytesIO(csv), dtype={"brickname": str})
+        frame = frame.astype({c: "int64" for c in frame.columns if c != "brickname"})
     tables: dict[str, tuple[str, Optional[pd.DataFrame]]] = {
         "counts": (COUNTS_DIR, frame), "density": (DENSITY_FILE.rsplit(".", 1)[0], None)}
     density = None  # None removes a stale one from an earlier run: it would mislead
