@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 import numpy as np
 
-from halo_lrg.count.local import BRICKNAME, BadBrickName, _BrickTally
+from halo_lrg.count.local import (
+    BRICKNAME,
+    RESOLVE_COLUMNS,
+    RESOLVE_OPTIONAL,
+    BadBrickName,
+    _BrickTally,
+)
 from halo_lrg.count.pixels import PixelTally
 from halo_lrg.fits.layout import RowSlice
 from halo_lrg.fits.reader import SweepError, iter_column_chunks
@@ -32,10 +38,9 @@ from halo_lrg.science.resolve import resolve_catalogue
 if TYPE_CHECKING:
     import pandas as pd
 
-#: What a randoms count reads (RA, DEC and PHOTSYS or RELEASE too when resolving N/S).
+#: What a randoms count reads (RA, DEC and PHOTSYS or RELEASE too when resolving N/S: the
+#: LRG count's RESOLVE_COLUMNS and RESOLVE_OPTIONAL).
 RANDOMS_COLUMNS = (BRICKNAME, "NOBS_G", "NOBS_R", "NOBS_Z", "MASKBITS")
-RESOLVE_COLUMNS = ("RA", "DEC")
-RESOLVE_OPTIONAL = ("PHOTSYS", "RELEASE")
 DEFAULT_CHUNK_ROWS = 65_536
 MAX_MASK_BITS = 2**31 - 1  # MASKBITS is a 32-bit signed column (16-bit in DR9)
 
