@@ -23,11 +23,8 @@ from halo_lrg.aws.emr import (
 )
 from halo_lrg.cli import main
 from halo_lrg.config import load_config
+from test_emr import BUCKET, FLAGS
 
-BUCKET = "halo-emr-test"
-FLAGS = ["--region", "us-east-1", "--sweep-index-s3", f"s3://{BUCKET}/sweeps.txt",
-         "--output-prefix", f"s3://{BUCKET}/run1", "--code-prefix", f"s3://{BUCKET}/code",
-         "--log-uri", f"s3://{BUCKET}/logs"]
 #: The vCPU rule: executors x cores use every vCPU of every core node; none is kept for the
 #: ApplicationMaster (an idle JVM; YARN schedules by memory alone, set in the request).
 AM_RESERVED_CORES = 0
