@@ -549,6 +549,9 @@ def ranged_targets(ranged: dict) -> list[tuple[str, str, bool]]:
 def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
            remote_size, ranged, scale, cost) -> str:
     mb = size / 1e6
+    from halo_lrg.config import load_config
+
+    chunk_rows = load_config().read.chunk_rows  # what the cases ran with
 
     def row(name, case, note=""):
         s = r[case]["seconds"]
@@ -676,7 +679,8 @@ processes (no Spark). Ratios are to Σ per-file / cores within the same round.
 * Mean time per file: alone {spark['per_file']:.3f} s, in the pool
   {spark['per_file_in_pool']:.3f} s, in Spark's tasks {spark['per_file_in_spark']:.3f} s.
   {cores} files read at once share the machine's memory bandwidth and L3 cache; with
-  `read.chunk_rows` = 8192 (~6 MB a task) they barely slow each other.
+  `read.chunk_rows` = {chunk_rows} (~{chunk_rows * 700 / 1e6:.0f} MB a task) they barely slow
+  each other.
 * Each task slot spends {spark['outside_ms']:.0f} ms a file outside the file's own counting
   (job start and end, the JVM's work between tasks, the partials' conversion):
   (Spark job x cores - Σ its tasks' counting time) / files.

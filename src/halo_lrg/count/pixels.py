@@ -2,7 +2,7 @@
 the map files they end in (:func:`map_bytes`, :func:`write_map`).
 
 The per-pixel twin of the per-brick tally in :mod:`halo_lrg.count.local`: a sweep's rows
-arrive in chunks (``read.chunk_rows``, 8192), each chunk's (RA, Dec) become NESTED pixel
+arrive in chunks (``read.chunk_rows``, 16384), each chunk's (RA, Dec) become NESTED pixel
 ids (:func:`halo_lrg.science.healpix.radec_to_nest`, int64) and are summed per pixel, with one
 count per selection beside the objects. Memory grows with the pixels hit, not the rows.
 
