@@ -6,7 +6,9 @@ models (estimate, progress line, wheel staleness, wheelhouse pins) are tested he
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import http.server
 import json
 import os
 import subprocess
@@ -22,6 +24,7 @@ from click.testing import CliRunner
 from halo_lrg import __version__
 from halo_lrg.cli import main
 from halo_lrg.config import load_config
+from test_http_ranges import loopback
 
 REGION = "us-east-1"
 BUCKET = "halo-submit-test"
@@ -232,7 +235,7 @@ def test_dry_run_makes_no_aws_call_at_all(account, monkeypatch):
 def test_the_estimate_is_printed_and_max_cost_refuses_to_launch(account):
     result = invoke("submit", *FLAGS, "--max-cost", "0.01")
     assert result.exit_code == 1
-    assert "  input:   3 sweeps, 6 KB" in result.output
+    assert "  input:   3 sweeps, 6 KB, read from S3 in-region" in result.output
     assert ("  cluster: 1 master m5.xlarge + 2 core m5.xlarge x 1 executor x 4 cores "
             "= 8 tasks at once") in result.output
     assert "m5.xlarge $0.192/h EC2 + $0.048/h EMR" in result.output
@@ -242,6 +245,22 @@ def test_the_estimate_is_printed_and_max_cost_refuses_to_launch(account):
         "--max-sweeps, a footprint, or a higher --max-cost)")
     assert keys(account, "code/") == [] and clusters() == []
     cluster_of(invoke("submit", *FLAGS, "--max-cost", "1"))
+
+
+def test_an_index_of_http_entries_is_estimated_at_the_hosts_rate(account, tmp_path):
+    for size, name in zip((1000, 2000, 3000), SWEEPS):
+        (tmp_path / Path(name).name).write_bytes(b"x" * size)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with loopback(handler) as base:
+        account.put_object(Bucket=BUCKET, Key="sweeps.txt", Body="".join(
+            f"{base}/{Path(name).name}\n" for name in SWEEPS).encode())
+        result = invoke("submit", *FLAGS, "--max-cost", "0.01")
+    assert result.exit_code == 1
+    assert "  input:   3 sweeps, 6 KB, read from 127.0.0.1 over HTTP" in result.output
+    assert "  rate:    100 MB/s a task (assumed 25 MB/s a connection" in result.output
+    assert "8 connections per host 200 MB/s" in result.output
+    assert "note:    4 ranged parts a file assume the host answers byte ranges" in result.output
+    assert clusters() == []
 
 
 def test_an_unpriced_instance_type_omits_the_cost_with_a_note(account):

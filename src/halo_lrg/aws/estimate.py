@@ -1,6 +1,7 @@
 """What a run will cost and how long it will take, before anything is launched.
 
-Pure: ``submit`` gives the input sizes (HEAD of every index entry) and the cluster shape
+Pure: ``submit`` gives the input sizes (HEAD of every index entry), where they are read from
+(:func:`source_for`, by the entries' schemes and hosts) and the cluster shape
 (``spark_resources``); ``bench/bench.py`` uses the same model for its DR10-south table, fed
 with the rates it measures.
 
@@ -21,11 +22,14 @@ missing from a table leaves its part of the estimate out, with a note saying so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
+from urllib.parse import urlparse
 
 from halo_lrg.aws.progress import human_bytes, human_duration
+from halo_lrg.io.uri import is_s3, scheme_of
 
 #: One task's S3 GET throughput in-region, MB/s (assumed: a single streamed GET; halo-lrg's
 #: ranged parallel GETs can do better, large files rarely do worse).
@@ -102,7 +106,7 @@ class Source:
     basis: str  #: where that rate comes from (printed beside it)
     host_connections: int = 0
     connection_mb_s: float = 0.0
-    note: str = ""  #: a caveat the estimate repeats
+    notes: tuple[str, ...] = ()  #: caveats the estimate repeats
 
     @property
     def host_cap_mb_s(self) -> Optional[float]:
@@ -112,7 +116,7 @@ class Source:
         return self.host_connections * self.connection_mb_s
 
 
-#: In-region S3, the default (what ``submit`` assumes: the index lists s3:// copies).
+#: In-region S3, the default (``submit``'s for an index of s3:// entries).
 S3 = Source("S3 in-region", TASK_READ_MB_S, "assumed S3 read")
 
 
@@ -126,8 +130,45 @@ def https_source(parts_gain: float, host_connections: int,
     return Source(name, connection_mb_s * parts_gain,
                   f"{basis}, x {parts_gain:.2f} for ranged parts", host_connections,
                   connection_mb_s,
-                  "the portal's own aggregate capacity is unknown and not modelled: many "
-                  "nodes may find it, not their own network, the limit")
+                  ("the portal's own aggregate capacity is unknown and not modelled: many "
+                   "nodes may find it, not their own network, the limit",))
+
+
+#: The host the NERSC rate is an assumption for (reference §9: DR10's public portal).
+NERSC_HOST = "portal.nersc.gov"
+#: For any other HTTPS host, the same assumed rate, said to be a guess for that host.
+HTTPS_SOURCE = (f"assumed {NERSC_CONNECTION_MB_S:g} MB/s a connection, as for NERSC: no "
+                "figure for this host")
+
+
+def source_for(uris: Sequence[str], remote: Any) -> Source:
+    """The :class:`Source` an index's entries are read from, as ``submit`` estimates it: S3
+    in-region unless some are http(s), then HTTPS at an assumed rate a connection with
+    ``remote.http_parts`` ranged parts a task at face value (the bench measured 4.00x for 4
+    parts against a server capping each connection) and ``remote.max_connections_per_host``
+    a node. An index mixing the two is estimated at the HTTPS rate, with a note."""
+    web = [uri for uri in uris if scheme_of(uri) in ("http", "https")]
+    if not web:
+        return S3
+    hosts = sorted({urlparse(uri).hostname or "" for uri in web})
+    protocol = "HTTPS" if all(scheme_of(uri) == "https" for uri in web) else "HTTP"
+    parts = max(1, int(remote.http_parts))
+    source = https_source(
+        parts, int(remote.max_connections_per_host),
+        name=f"{hosts[0] if len(hosts) == 1 else f'{len(hosts)} hosts'} over {protocol}",
+        basis=NERSC_SOURCE if hosts == [NERSC_HOST] else HTTPS_SOURCE)
+    notes = list(source.notes)
+    if len(hosts) > 1:
+        notes.append(f"the entries are on {len(hosts)} hosts ({', '.join(hosts[:3])}"
+                     f"{', ...' if len(hosts) > 3 else ''}); each node's connections are "
+                     "capped as if they were one (the time is an upper bound)")
+    if any(is_s3(uri) for uri in uris):
+        notes.append("the index mixes S3 and HTTPS entries: every entry is counted at the "
+                     "HTTPS rate (the time is an upper bound)")
+    if parts > 1:
+        notes.append(f"{parts} ranged parts a file assume the host answers byte ranges "
+                     f"(else one stream a file: up to {parts}x slower)")
+    return dataclasses.replace(source, notes=tuple(notes))
 
 
 def network_mb_s(instance_type: str) -> Optional[float]:
@@ -235,7 +276,8 @@ class Estimate:
         s = self.sizes
         unknown = (f" ({s.unknown} of unknown size counted as the mean)" if s.unknown
                    else "")
-        lines = [f"input:   {s.files} sweeps, {human_bytes(s.total_bytes)}{unknown}"]
+        lines = [f"input:   {s.files} sweeps, {human_bytes(s.total_bytes)}{unknown}, "
+                 f"read from {self.source.name}"]
         workers = [g for g in self.groups if g.role != "MASTER"]
         shape = " + ".join(
             f"{g.count} {g.role.lower()} {g.instance_type}{' (spot)' if g.spot else ''} x "
@@ -287,8 +329,7 @@ def estimate(sizes: Sequence[Optional[int]], groups: Sequence[NodeGroup],
         if network_mb_s(instance_type) is None:
             notes.append(f"no network bandwidth for {instance_type} in halo-lrg's table: "
                          "its nodes are not capped (the time may be optimistic)")
-    if source.note:
-        notes.append(source.note)
+    notes += source.notes
     task_mb_s, task_limit = source.task_mb_s, LIMIT_TASK_NETWORK
     if cpu_mb_s is not None and cpu_mb_s < task_mb_s:
         task_mb_s, task_limit = cpu_mb_s, LIMIT_CPU

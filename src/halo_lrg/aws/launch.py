@@ -239,10 +239,10 @@ def locate_wheel(wheel: Optional[Path] = None, emit: Callable[[str], None] = pri
 # --- sizes of the inputs -----------------------------------------------------------------------
 
 def index_sizes(session: Any, index_uri: str, config: Config, footprint: Any = None
-                ) -> list[Optional[int]]:
-    """The size of every sweep the run will read (the index after footprint and
-    ``run.max_sweeps``, as the job selects them): S3 entries by HEAD with the session's
-    credentials, http(s) entries by HTTP HEAD, concurrently; None where unknown."""
+                ) -> list[tuple[str, Optional[int]]]:
+    """Every sweep the run will read (the index after footprint and ``run.max_sweeps``, as
+    the job selects them) with its size: S3 entries by HEAD with the session's credentials,
+    http(s) entries by HTTP HEAD, concurrently; None where unknown."""
     from halo_lrg.survey.index import select_inputs
 
     bucket, key = split_s3_uri(index_uri, require_key=True)
@@ -269,7 +269,7 @@ def index_sizes(session: Any, index_uri: str, config: Config, footprint: Any = N
         return None
 
     with ThreadPoolExecutor(max_workers=max(1, config.remote.head_concurrency)) as pool:
-        return list(pool.map(size, uris))
+        return list(zip(uris, pool.map(size, uris)))
 
 
 # --- uploads ---------------------------------------------------------------------------------

@@ -308,19 +308,21 @@ def _estimate(session: Any, config: Config, footprint: Any, max_cost: Optional[f
               ) -> None:
     """Print what the run will cost; refuse (ClickException) above --max-cost."""
     from halo_lrg.aws.emr import spark_resources
-    from halo_lrg.aws.estimate import cluster_groups, estimate
+    from halo_lrg.aws.estimate import cluster_groups, estimate, source_for
     from halo_lrg.aws.launch import LaunchError, index_sizes
 
     emr = config.emr
     try:
-        sizes = index_sizes(session, emr.sweep_index_s3, config, footprint)
+        entries = index_sizes(session, emr.sweep_index_s3, config, footprint)
     except LaunchError as exc:
         click.echo(f"estimate: unavailable ({exc})")
         if max_cost is not None:
             raise click.ClickException(f"--max-cost {max_cost:g}: no estimate to compare "
                                        "with, so not launching") from None
         return
-    result = estimate(sizes, cluster_groups(emr, spark_resources(emr)))
+    result = estimate([size for _uri, size in entries],
+                      cluster_groups(emr, spark_resources(emr)),
+                      source_for([uri for uri, _size in entries], config.remote))
     click.echo("estimate (assumptions: halo_lrg/aws/estimate.py):")
     for line in result.lines():
         click.echo(f"  {line}")
