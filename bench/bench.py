@@ -306,7 +306,7 @@ def cost_model(raw: dict) -> dict:
             "files": DR10_SOUTH_FILES, "bytes": DR10_SOUTH_BYTES,
             "largest_bytes": DR10_SOUTH_LARGEST, "host_connections": host_connections,
             "sources": {key: {"name": s.name, "task_mb_s": s.task_mb_s, "basis": s.basis,
-                              "note": s.note} for key, s in sources.items()}}
+                              "note": "; ".join(s.notes)} for key, s in sources.items()}}
 
 
 def markdown_table(header: str, align: str, rows: list) -> str:
@@ -664,10 +664,12 @@ result**, measured in one run.
 ## Spark local mode: where the time goes
 
 {files} hard links of the file above ({files} tasks) on {cores} cores, each round measuring,
-one after another: Σ per-file time (`count_sweep` on each file in turn, one process), the
-Spark job (a fresh session; its first job over all the files, so it pays the JVM's JIT
-warm-up and the workers' first imports), and the same files through {cores} plain Python
-processes (no Spark). Ratios are to Σ per-file / cores within the same round.
+one after another: Σ per-file time (each file in turn in one process, counted as the job's
+tasks count it: `count_one_file` with the job's configuration, so with the north/south
+tally `run.resolve = "auto"` adds), the Spark job (a fresh session; its first job over all
+the files, so it pays the JVM's JIT warm-up and the workers' first imports), and the same
+files through {cores} plain Python processes (no Spark). Ratios are to Σ per-file / cores
+within the same round.
 
 {ROUNDS_HEADER}
 {rounds_table}

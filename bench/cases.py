@@ -404,8 +404,9 @@ def spark_tasks(_unused: str, cores: str, variant: str) -> dict:
 
 
 def sequential(index: str) -> dict:
-    """Σ per-file time: the Spark case's files counted one after another in one process
-    (imports, configuration and a first file done before the clock, as in the pool)."""
+    """Σ per-file time: the Spark case's files counted one after another in one process, each
+    as the job's tasks count it (imports, configuration and a first file done before the
+    clock, as in the pool)."""
     from pathlib import Path
 
     files = Path(index).read_text().split()
@@ -429,17 +430,22 @@ def _pool_init() -> None:
     import pandas  # noqa: F401
 
     from halo_lrg.config import load_config
-    from halo_lrg.science.cuts import get_selection
+    from halo_lrg.spark.job import count_one_file  # noqa: F401  (imported off the clock)
 
-    config = load_config()
-    _POOL.update(chunk_rows=config.read.chunk_rows, selection=get_selection("seed", config.cuts))
+    # The Spark case's configuration: a file is counted as its tasks count it (the seed
+    # selection, north/south resolution tallied as run.resolve = "auto" does by default).
+    _POOL.update(config=load_config())
 
 
 def _pool_count(path: str) -> float:
-    from halo_lrg.count.local import count_sweep_file
+    """One file counted as a task of the Spark case counts it (``count_one_file``), without
+    what only the job adds (partials, the status row, progress): its seconds."""
+    from halo_lrg.spark.job import count_one_file
 
     started = time.perf_counter()
-    count_sweep_file(path, _POOL["selection"], _POOL["chunk_rows"], True)
+    _counts, status = count_one_file(path, _POOL["config"], None)
+    if status.status != "ok":
+        raise RuntimeError(status.error)
     return time.perf_counter() - started
 
 
