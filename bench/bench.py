@@ -548,9 +548,9 @@ def ranged_targets(ranged: dict) -> list[tuple[str, str, bool]]:
 
 def render(args, size, r, flat, small_rows, large_rows, spark, cores, remote,
            remote_size, ranged, scale, cost) -> str:
-    mb = size / 1e6
     from halo_lrg.config import load_config
 
+    mb = size / 1e6
     chunk_rows = load_config().read.chunk_rows  # what the cases ran with
 
     def row(name, case, note=""):
