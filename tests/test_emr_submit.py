@@ -203,6 +203,25 @@ def test_preflight_runs_only_the_checks(account):
         "Error: preflight: 1 of 9 checks failed (each FAIL line says how to fix it)")
 
 
+def test_preflight_asks_a_private_subnet_for_the_internet_only_without_a_wheelhouse(
+        account, tmp_path):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])
+    ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{REGION}.s3",
+                            VpcEndpointType="Gateway",
+                            RouteTableIds=[table["RouteTables"][0]["RouteTableId"]])
+    flags = [*FLAGS, "--subnet-id", subnet, "--preflight"]
+    result = invoke("submit", *flags)
+    assert result.exit_code == 1
+    assert f"FAIL subnet: {subnet} in " in result.output
+    assert "no route to the internet" in result.output and "PyPI" in result.output
+    result = invoke("submit", *flags, "--wheelhouse", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "private without internet, S3 through vpce-" in result.output
+
+
 def test_a_failing_check_stops_submit_before_any_upload(account):
     account.delete_object(Bucket=BUCKET, Key=SWEEPS[1])
     result = invoke("submit", *FLAGS, "--release-label", "emr-7.99.0")

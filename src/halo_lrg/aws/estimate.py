@@ -26,10 +26,9 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
-from urllib.parse import urlparse
 
 from halo_lrg.aws.progress import human_bytes, human_duration
-from halo_lrg.io.uri import is_s3, scheme_of
+from halo_lrg.io.uri import http_hosts, is_s3, scheme_of
 
 #: One task's S3 GET throughput in-region, MB/s (assumed: a single streamed GET; halo-lrg's
 #: ranged parallel GETs can do better, large files rarely do worse).
@@ -150,7 +149,7 @@ def source_for(uris: Sequence[str], remote: Any) -> Source:
     web = [uri for uri in uris if scheme_of(uri) in ("http", "https")]
     if not web:
         return S3
-    hosts = sorted({urlparse(uri).hostname or "" for uri in web})
+    hosts = http_hosts(web)
     protocol = "HTTPS" if all(scheme_of(uri) == "https" for uri in web) else "HTTP"
     parts = max(1, int(remote.http_parts))
     source = https_source(

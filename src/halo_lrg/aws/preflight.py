@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from halo_lrg.config import EmrConfig, RemoteConfig
-from halo_lrg.io.uri import is_s3, scheme_of, split_s3_uri
+from halo_lrg.io.uri import http_hosts, is_s3, scheme_of, split_s3_uri
 from halo_lrg.survey.index import parse_index
 
 #: How many index entries are HEAD-checked (first, last and evenly spaced between).
@@ -132,10 +132,91 @@ def check_instance_types(session: Any, types: Sequence[str], region: str) -> Che
                 "describe-instance-type-offerings)", call)
 
 
-def check_subnet(session: Any, subnet_id: str) -> Check:
+#: A default route's targets that carry traffic out of the VPC (describe_route_tables' keys):
+#: an internet gateway (``igw-``, a public subnet), a NAT gateway, a NAT instance (or its
+#: network interface), a transit gateway.
+_EGRESS_TARGETS = ("GatewayId", "NatGatewayId", "InstanceId", "NetworkInterfaceId",
+                   "TransitGatewayId")
+
+
+@dataclass(frozen=True)
+class SubnetRoutes:
+    """What a subnet's route table lets its nodes reach, for an EMR cluster (EMR Management
+    Guide, "Amazon VPC options": every node reaches S3 through an internet gateway, a NAT or
+    an S3 gateway endpoint; anything else on the internet, PyPI or an https:// portal, needs
+    an internet gateway or a NAT)."""
+
+    table: str  #: the route table (the subnet's own, else its VPC's main table)
+    egress: str  #: the 0.0.0.0/0 route's target, "" when there is none
+    s3_endpoint: str  #: an S3 gateway endpoint on the table, "" when there is none
+
+    @property
+    def public(self) -> bool:
+        return self.egress.startswith("igw-")
+
+
+def subnet_routes(ec2: Any, subnet_id: str, vpc_id: str, region: str) -> SubnetRoutes:
+    """The routes of ``subnet_id``: its explicitly associated table, else the VPC's main one
+    (a subnet without an association uses it)."""
+    tables = ec2.describe_route_tables(Filters=[
+        {"Name": "association.subnet-id", "Values": [subnet_id]}])["RouteTables"]
+    if not tables:
+        tables = ec2.describe_route_tables(Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    if not tables:
+        raise _Failed(f"{subnet_id}: no route table (neither its own nor its VPC's main one)")
+    table = tables[0]
+    egress = ""
+    for route in table.get("Routes", []):
+        if route.get("DestinationCidrBlock") != "0.0.0.0/0" or route.get("State") == "blackhole":
+            continue
+        egress = next((route[key] for key in _EGRESS_TARGETS
+                       if str(route.get(key, "")) not in ("", "local")), "")
+    endpoints = ec2.describe_vpc_endpoints(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "service-name", "Values": [f"com.amazonaws.{region}.s3"]},
+        {"Name": "vpc-endpoint-type", "Values": ["Gateway"]}])["VpcEndpoints"]
+    s3_endpoint = next((e["VpcEndpointId"] for e in endpoints
+                        if table["RouteTableId"] in e.get("RouteTableIds", [])), "")
+    return SubnetRoutes(table["RouteTableId"], egress, s3_endpoint)
+
+
+def check_subnet(session: Any, subnet_id: str, region: str = "",
+                 internet_needs: Sequence[str] = ()) -> Check:
+    """The subnet exists, its nodes reach S3 (the code, the logs, the results), and the
+    internet too when ``internet_needs`` says what needs it (PyPI, https:// sweeps)."""
+    from botocore.exceptions import ClientError
+
     def call() -> str:
-        subnet = session.client("ec2").describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
-        return f"{subnet_id} in {subnet['AvailabilityZone']} ({subnet['VpcId']})"
+        ec2 = session.client("ec2")
+        subnet = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"][0]
+        where = f"{subnet_id} in {subnet['AvailabilityZone']} ({subnet['VpcId']})"
+        try:
+            routes = subnet_routes(ec2, subnet_id, subnet["VpcId"],
+                                   region or session.region_name)
+        except ClientError as exc:
+            raise _Failed(f"{where}: its routes cannot be read ({_aws_error(exc)})",
+                          "allow ec2:DescribeRouteTables and ec2:DescribeVpcEndpoints, or "
+                          "--skip-preflight") from None
+        if not routes.egress and not routes.s3_endpoint:
+            raise _Failed(
+                f"{where}: route table {routes.table} has no default route (0.0.0.0/0) and no "
+                "S3 gateway endpoint, so the nodes cannot reach S3 (the code, the logs, the "
+                "results)", f"add an S3 gateway endpoint to {routes.table}, or a 0.0.0.0/0 "
+                "route to a NAT gateway, or use a public subnet")
+        if not routes.egress and internet_needs:
+            raise _Failed(
+                f"{where}: no route to the internet (route table {routes.table} has no "
+                f"0.0.0.0/0 route; S3 through {routes.s3_endpoint}), which "
+                f"{' and '.join(internet_needs)} need",
+                f"a 0.0.0.0/0 route to a NAT gateway in {routes.table}, or a public subnet; "
+                "or --wheelhouse and sweeps copied to S3")
+        if routes.public:
+            return f"{where}: public (0.0.0.0/0 via {routes.egress})"
+        if routes.egress:
+            return f"{where}: private, 0.0.0.0/0 via {routes.egress}"
+        return f"{where}: private without internet, S3 through {routes.s3_endpoint}"
 
     return _run("subnet", "--subnet-id of a subnet in this region", call)
 
@@ -154,15 +235,19 @@ def check_writable(session: Any, name: str, prefix: str) -> Check:
                       f"{prefix}/*", call)
 
 
+def _index_entries(session: Any, index_uri: str) -> list[str]:
+    bucket, key = split_s3_uri(index_uri, require_key=True)
+    body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    try:
+        return parse_index(body.decode("utf-8"), index_uri)[0]
+    except UnicodeDecodeError:
+        raise _Failed(f"{index_uri}: not UTF-8 text") from None
+
+
 def check_index(session: Any, index_uri: str, remote: RemoteConfig) -> Check:
     """The index is readable, and a sample of its entries exist where a cluster can read."""
     def call() -> str:
-        bucket, key = split_s3_uri(index_uri, require_key=True)
-        body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        try:
-            entries, _duplicates = parse_index(body.decode("utf-8"), index_uri)
-        except UnicodeDecodeError:
-            raise _Failed(f"{index_uri}: not UTF-8 text") from None
+        entries = _index_entries(session, index_uri)
         if not entries:
             raise _Failed(f"{index_uri}: no sweep entries", "list one sweep URI per line")
         problems = [p for p in (_entry_problem(session, e, remote) for e in sample(entries))
@@ -198,13 +283,32 @@ def _entry_problem(session: Any, entry: str, remote: RemoteConfig) -> Optional[s
     return None
 
 
+def internet_needs(session: Any, index_uri: str, wheelhouse: bool) -> list[str]:
+    """What a cluster reaches on the internet, beyond S3: PyPI for the bootstrap's packages
+    (unless a wheelhouse brings them from S3), and the index's http(s) entries' hosts. An
+    index that cannot be read adds nothing here (its own check says why)."""
+    needs = [] if wheelhouse else ["the bootstrap's pip install from PyPI (no --wheelhouse)"]
+    try:
+        entries = _index_entries(session, index_uri)
+    except Exception:
+        return needs
+    hosts = http_hosts(entries)
+    if hosts:
+        needs.append(f"the index's http(s) entries ({', '.join(hosts[:3])}"
+                     f"{', ...' if len(hosts) > 3 else ''})")
+    return needs
+
+
 def run_checks(session: Any, emr: EmrConfig, remote: RemoteConfig,
-               instance_types: Sequence[str], subnet_id: str = "") -> list[Check]:
-    """Every check, in order; none stops the others."""
+               instance_types: Sequence[str], subnet_id: str = "",
+               wheelhouse: bool = False) -> list[Check]:
+    """Every check, in order; none stops the others. ``wheelhouse``: the bootstrap installs
+    from S3, not PyPI (what the subnet must reach)."""
     checks = [check_credentials(session), *check_roles(session, emr), check_release(session, emr),
               check_instance_types(session, instance_types, emr.region)]
     if subnet_id:
-        checks.append(check_subnet(session, subnet_id))
+        checks.append(check_subnet(session, subnet_id, emr.region,
+                                   internet_needs(session, emr.sweep_index_s3, wheelhouse)))
     checks += [check_index(session, emr.sweep_index_s3, remote),
                check_writable(session, "output prefix", emr.output_prefix),
                check_writable(session, "log prefix", emr.log_uri),

@@ -214,7 +214,8 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
     try:
         check_settings(emr)
         if preflight_only:
-            checks = _preflight(aws_session(profile, emr.region), config, verbose=True)
+            checks = _preflight(aws_session(profile, emr.region), config, verbose=True,
+                                wheelhouse=wheelhouse is not None)
             failed = [c for c in checks if not c.ok]
             if failed:
                 raise click.ClickException(f"preflight: {len(failed)} of {len(checks)} "
@@ -237,7 +238,8 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
             return
         session = aws_session(profile, emr.region)
         if not skip_preflight:
-            checks = _preflight(session, config, verbose=False)
+            checks = _preflight(session, config, verbose=False,
+                                wheelhouse=wheelhouse is not None)
             failed = [c for c in checks if not c.ok]
             if failed:
                 raise click.ClickException(
@@ -289,15 +291,17 @@ def _check_cluster_readable(checksums: str, flagged: bool) -> None:
     raise click.ClickException(f"run.checksums = {message}")
 
 
-def _preflight(session: Any, config: Config, verbose: bool) -> list[Any]:
-    """Every preflight check; prints each line (``verbose``) or only the failures."""
+def _preflight(session: Any, config: Config, verbose: bool, wheelhouse: bool = False
+               ) -> list[Any]:
+    """Every preflight check; prints each line (``verbose``) or only the failures.
+    ``wheelhouse``: the nodes install from S3 (what the subnet must reach)."""
     from halo_lrg.aws.preflight import run_checks
 
     emr = config.emr
     types = [emr.instance_type, emr.core_instance_type]
     if emr.task_count:
         types.append(emr.task_instance_type or emr.core_instance_type)
-    checks = run_checks(session, emr, config.remote, types, emr.subnet_id.strip())
+    checks = run_checks(session, emr, config.remote, types, emr.subnet_id.strip(), wheelhouse)
     for check in checks:
         if verbose or not check.ok:
             click.echo(check.line())

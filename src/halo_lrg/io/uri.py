@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from urllib.parse import unquote, urlparse
 
 REMOTE_SCHEMES = ("s3", "s3a", "s3n", "http", "https")
@@ -20,6 +21,12 @@ def scheme_of(uri: str) -> str:
 
 def is_s3(uri: str) -> bool:
     return scheme_of(uri) in S3_SCHEMES
+
+
+def http_hosts(uris: Iterable[str]) -> list[str]:
+    """The hosts of the http(s) URIs among ``uris``, sorted, once each."""
+    return sorted({urlparse(uri).hostname or "" for uri in uris
+                   if scheme_of(uri) in ("http", "https")})
 
 
 def local_path(uri: str) -> str:
