@@ -138,6 +138,23 @@ def test_a_private_subnet_with_only_an_s3_endpoint_needs_a_wheelhouse_and_s3_swe
         in check.detail
 
 
+def test_a_subnet_whose_route_table_this_account_cannot_see_is_not_failed(account,
+                                                                         monkeypatch):
+    # A participant in a shared VPC sees the subnet but not the owner's route tables.
+    from botocore.client import BaseClient
+
+    real = BaseClient._make_api_call
+
+    def call(self, operation, params):
+        if operation == "DescribeRouteTables":
+            return {"RouteTables": []}
+        return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    check = checks_of(account, settings(), subnet=account["subnet"])["subnet"]
+    assert check.ok and "route table is not visible to this account" in check.detail
+
+
 def test_an_index_that_is_missing_or_a_bare_bucket_is_named(account):
     missing = checks_of(account, settings(sweep_index_s3=f"s3://{BUCKET}/nope.txt"))
     assert "NoSuchKey" in missing["sweep index"].detail

@@ -155,9 +155,12 @@ class SubnetRoutes:
         return self.egress.startswith("igw-")
 
 
-def subnet_routes(ec2: Any, subnet_id: str, vpc_id: str, region: str) -> SubnetRoutes:
+def subnet_routes(ec2: Any, subnet_id: str, vpc_id: str, region: str
+                  ) -> Optional[SubnetRoutes]:
     """The routes of ``subnet_id``: its explicitly associated table, else the VPC's main one
-    (a subnet without an association uses it)."""
+    (a subnet without an association uses it); None when this account sees neither: a
+    subnet shared from another account's VPC, whose route tables are the owner's, which
+    participants cannot view (VPC User Guide, "Share your VPC subnets")."""
     tables = ec2.describe_route_tables(Filters=[
         {"Name": "association.subnet-id", "Values": [subnet_id]}])["RouteTables"]
     if not tables:
@@ -165,7 +168,7 @@ def subnet_routes(ec2: Any, subnet_id: str, vpc_id: str, region: str) -> SubnetR
             {"Name": "vpc-id", "Values": [vpc_id]},
             {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
     if not tables:
-        raise _Failed(f"{subnet_id}: no route table (neither its own nor its VPC's main one)")
+        return None
     table = tables[0]
     egress = ""
     for route in table.get("Routes", []):
@@ -199,6 +202,9 @@ def check_subnet(session: Any, subnet_id: str, region: str = "",
             raise _Failed(f"{where}: its routes cannot be read ({_aws_error(exc)})",
                           "allow ec2:DescribeRouteTables and ec2:DescribeVpcEndpoints, or "
                           "--skip-preflight") from None
+        if routes is None:
+            return (f"{where}: its route table is not visible to this account (a shared "
+                    "VPC's stays its owner's), so what the nodes reach is not checked")
         if not routes.egress and not routes.s3_endpoint:
             raise _Failed(
                 f"{where}: route table {routes.table} has no default route (0.0.0.0/0) and no "
