@@ -138,21 +138,36 @@ def test_a_private_subnet_with_only_an_s3_endpoint_needs_a_wheelhouse_and_s3_swe
         in check.detail
 
 
-def test_a_subnet_whose_route_table_this_account_cannot_see_is_not_failed(account,
-                                                                         monkeypatch):
-    # A participant in a shared VPC sees the subnet but not the owner's route tables.
+def answer_route_tables(monkeypatch, answer):
+    """DescribeRouteTables answered by ``answer()`` (moto answers every other call)."""
     from botocore.client import BaseClient
 
     real = BaseClient._make_api_call
 
     def call(self, operation, params):
-        if operation == "DescribeRouteTables":
-            return {"RouteTables": []}
-        return real(self, operation, params)
+        return answer() if operation == "DescribeRouteTables" else real(self, operation,
+                                                                         params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", call)
+
+
+def test_routes_that_cannot_be_read_are_said_unchecked_not_failed(account, monkeypatch):
+    # A participant in a shared VPC sees the subnet but not the owner's route tables.
+    answer_route_tables(monkeypatch, lambda: {"RouteTables": []})
     check = checks_of(account, settings(), subnet=account["subnet"])["subnet"]
     assert check.ok and "route table is not visible to this account" in check.detail
+
+    # Credentials without the permission: the check says so and what to allow.
+    from botocore.exceptions import ClientError
+
+    def refuse():
+        raise ClientError({"Error": {"Code": "UnauthorizedOperation",
+                                     "Message": "not authorized"}}, "DescribeRouteTables")
+
+    answer_route_tables(monkeypatch, refuse)
+    check = checks_of(account, settings(), subnet=account["subnet"])["subnet"]
+    assert check.ok and "routes not checked (UnauthorizedOperation" in check.detail
+    assert "allow ec2:DescribeRouteTables and ec2:DescribeVpcEndpoints" in check.detail
 
 
 def test_an_index_that_is_missing_or_a_bare_bucket_is_named(account):
