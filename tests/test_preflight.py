@@ -5,7 +5,13 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from halo_lrg.aws.preflight import check_subnet, internet_needs, run_checks, sample
+from halo_lrg.aws.preflight import (
+    check_subnet,
+    index_reader,
+    internet_needs,
+    run_checks,
+    sample,
+)
 from halo_lrg.config import load_config
 
 REGION = "us-east-1"
@@ -131,11 +137,28 @@ def test_a_private_subnet_with_only_an_s3_endpoint_needs_a_wheelhouse_and_s3_swe
     account["s3"].put_object(Bucket=BUCKET, Key="web.txt", Body=(
         b"https://portal.nersc.gov/cfs/cosmo/data/legacysurvey/dr10/south/sweep/10.1/"
         b"sweep-000p000-005p005.fits\n"))
-    needs = internet_needs(account["session"], f"s3://{BUCKET}/web.txt", wheelhouse=True)
+    needs = internet_needs(index_reader(account["session"], f"s3://{BUCKET}/web.txt"),
+                           wheelhouse=True)
     assert needs == ["the index's http(s) entries (portal.nersc.gov)"]
     check = check_subnet(account["session"], subnet, REGION, needs)
     assert not check.ok and "which the index's http(s) entries (portal.nersc.gov) need" \
         in check.detail
+
+
+def test_the_checks_read_the_index_once(account, monkeypatch):
+    from botocore.client import BaseClient
+
+    real, reads = BaseClient._make_api_call, []
+
+    def call(self, operation, params):
+        if operation == "GetObject" and params.get("Key") == "sweeps.txt":
+            reads.append(params["Key"])
+        return real(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", call)
+    checks = checks_of(account, settings(), subnet=account["subnet"])
+    assert checks["subnet"].ok and checks["sweep index"].ok
+    assert reads == ["sweeps.txt"]
 
 
 def answer_route_tables(monkeypatch, answer):

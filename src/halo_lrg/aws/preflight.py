@@ -12,6 +12,7 @@ S3 checks prove the locations exist and are writable by *you*; the step's own fi
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -249,10 +250,21 @@ def _index_entries(session: Any, index_uri: str) -> list[str]:
         raise _Failed(f"{index_uri}: not UTF-8 text") from None
 
 
-def check_index(session: Any, index_uri: str, remote: RemoteConfig) -> Check:
-    """The index is readable, and a sample of its entries exist where a cluster can read."""
+def index_reader(session: Any, index_uri: str) -> Callable[[], list[str]]:
+    """The index's entries, read from S3 at the first call and kept for the next ones (the
+    checks that read it share one GET)."""
+    return functools.lru_cache(maxsize=1)(functools.partial(_index_entries, session,
+                                                            index_uri))
+
+
+def check_index(session: Any, index_uri: str, remote: RemoteConfig,
+                read_index: Optional[Callable[[], list[str]]] = None) -> Check:
+    """The index is readable, and a sample of its entries exist where a cluster can read.
+    ``read_index``: its entries (default: read now)."""
+    read_index = read_index or index_reader(session, index_uri)
+
     def call() -> str:
-        entries = _index_entries(session, index_uri)
+        entries = read_index()
         if not entries:
             raise _Failed(f"{index_uri}: no sweep entries", "list one sweep URI per line")
         problems = [p for p in (_entry_problem(session, e, remote) for e in sample(entries))
@@ -288,13 +300,14 @@ def _entry_problem(session: Any, entry: str, remote: RemoteConfig) -> Optional[s
     return None
 
 
-def internet_needs(session: Any, index_uri: str, wheelhouse: bool) -> list[str]:
+def internet_needs(read_index: Callable[[], Sequence[str]], wheelhouse: bool) -> list[str]:
     """What a cluster reaches on the internet, beyond S3: PyPI for the bootstrap's packages
-    (unless a wheelhouse brings them from S3), and the index's http(s) entries' hosts. An
-    index that cannot be read adds nothing here (its own check says why)."""
+    (unless a wheelhouse brings them from S3), and the hosts of the index's http(s) entries
+    (``read_index``: :func:`index_reader`'s). An index that cannot be read adds nothing here
+    (its own check says why)."""
     needs = [] if wheelhouse else ["the bootstrap's pip install from PyPI (no --wheelhouse)"]
     try:
-        entries = _index_entries(session, index_uri)
+        entries = read_index()
     except Exception:
         return needs
     hosts = http_hosts(entries)
@@ -311,10 +324,11 @@ def run_checks(session: Any, emr: EmrConfig, remote: RemoteConfig,
     from S3, not PyPI (what the subnet must reach)."""
     checks = [check_credentials(session), *check_roles(session, emr), check_release(session, emr),
               check_instance_types(session, instance_types, emr.region)]
+    read_index = index_reader(session, emr.sweep_index_s3)
     if subnet_id:
         checks.append(check_subnet(session, subnet_id, emr.region,
-                                   internet_needs(session, emr.sweep_index_s3, wheelhouse)))
-    checks += [check_index(session, emr.sweep_index_s3, remote),
+                                   internet_needs(read_index, wheelhouse)))
+    checks += [check_index(session, emr.sweep_index_s3, remote, read_index),
                check_writable(session, "output prefix", emr.output_prefix),
                check_writable(session, "log prefix", emr.log_uri),
                check_writable(session, "code prefix", emr.code_prefix)]
