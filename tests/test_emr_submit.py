@@ -282,6 +282,46 @@ def test_an_index_of_http_entries_is_estimated_at_the_hosts_rate(account, tmp_pa
     assert clusters() == []
 
 
+def test_the_nodes_disks_are_checked_against_the_largest_piece_before_launching(
+        account, tmp_path, monkeypatch):
+    """3 GB sweeps (sparse files: HEAD tells their size, no disk is used) on m5.xlarge: EMR's
+    default 2 x 32 GiB volumes hold 4 tasks' worth; one 5 GiB volume does not, unless the
+    files are split in row ranges (run.split_bytes), which the job reads piece by piece."""
+    for name in SWEEPS:
+        with open(tmp_path / Path(name).name, "wb") as sparse:
+            sparse.truncate(3_000_000_000)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with loopback(handler) as base:
+        account.put_object(Bucket=BUCKET, Key="sweeps.txt", Body="".join(
+            f"{base}/{Path(name).name}\n" for name in SWEEPS).encode())
+        result = invoke("submit", *FLAGS, "--skip-preflight")
+        cluster_of(result)
+        uploaded = keys(account, "code/")
+        assert ("  disk:    core m5.xlarge: 4 tasks x 3 GB = 12 GB staged at worst, on one "
+                "volume's 28.8 GB usable (EMR's default 2 x 32 GiB for *.xlarge; 90% full is "
+                "YARN's limit, 2 GiB kept): fits") in result.output
+
+        result = invoke("submit", *FLAGS, "--skip-preflight", "--ebs-gb", "5")
+        assert result.exit_code == 1
+        assert result.output.strip().splitlines()[-1] == (
+            "Error: the inputs staged at once would overfill a node's disk. core m5.xlarge: 4 "
+            "tasks x 3 GB = 12 GB staged at worst, on one volume's 2.68 GB usable (--ebs-gb 5: "
+            "one 5 GiB volume; 90% full is YARN's limit, 2 GiB kept): DOES NOT FIT. Use "
+            "--ebs-gb 15 or more, or split big files into smaller pieces (run.split_bytes). "
+            "Not launching.")
+        assert len(clusters()) == 1 and keys(account, "code/") == uploaded
+
+        monkeypatch.setenv("HALO_LRG_RUN__SPLIT_BYTES", str(256 << 20))
+        result = invoke("submit", *FLAGS, "--skip-preflight", "--ebs-gb", "5")
+        cluster_of(result)
+        assert "4 tasks x 250 MB = 1 GB staged at worst" in result.output
+        # A checksum list makes every file read whole (its SHA-256 is of the whole file).
+        result = invoke("submit", *FLAGS, "--skip-preflight", "--ebs-gb", "5",
+                        "--checksums", f"s3://{BUCKET}/sums.sha256")
+        assert result.exit_code == 1 and "4 tasks x 3 GB" in result.output
+    assert len(clusters()) == 2
+
+
 def test_an_unpriced_instance_type_omits_the_cost_with_a_note(account):
     flags = [*FLAGS, "--core-instance-type", "m6i.xlarge", "--yarn-memory-mb", "12288"]
     result = invoke("submit", *flags, "--max-cost", "100")

@@ -65,6 +65,10 @@ INSTANCE_SHAPES = {
        for size, vcpus in (("xlarge", 4), ("2xlarge", 8), ("4xlarge", 16), ("8xlarge", 32))},
 }
 
+#: The sizes EMR takes for an EBS volume of a node (``emr.ebs_gb``): at least 5 GB on core
+#: nodes (Management Guide, "Instance storage"), at most 1024 GiB (API reference,
+#: VolumeSpecification.SizeInGB).
+EBS_MIN_GIB, EBS_MAX_GIB = 5, 1024
 #: yarn.scheduler.minimum-allocation-mb on EMR: YARN rounds every container up to a multiple.
 YARN_ALLOCATION_MB = 32
 #: The client-mode ApplicationMaster, set explicitly (Spark's defaults: 512m and
@@ -312,6 +316,10 @@ def check_settings(emr: EmrConfig) -> None:
                  "ebs_gb"):
         if getattr(emr, name) < 0:
             raise EmrConfigError(f"emr.{name} must not be negative, got {getattr(emr, name)}")
+    if emr.ebs_gb and not EBS_MIN_GIB <= emr.ebs_gb <= EBS_MAX_GIB:
+        raise EmrConfigError(f"emr.ebs_gb must be 0 (EMR's default storage) or {EBS_MIN_GIB} "
+                             f"to {EBS_MAX_GIB} GiB (EMR's limits for a core node's volume), "
+                             f"got {emr.ebs_gb}")
     if emr.spot and not emr.task_count:
         raise EmrConfigError(
             "--spot puts task nodes on spot, and there are none: add --task-count N (master "

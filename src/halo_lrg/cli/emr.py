@@ -69,8 +69,10 @@ def _errors():
               help="Additional master security group (repeatable).")
 @click.option("--additional-core-security-group", multiple=True, metavar="SG",
               help="Additional core/task security group (repeatable).")
-@click.option("--ebs-gb", type=click.IntRange(min=1), default=None,
-              help="gp3 EBS volume per node, GiB [EMR's default storage].")
+@click.option("--ebs-gb", type=click.IntRange(min=5, max=1024), default=None,
+              help="One gp3 EBS volume per node, GiB, instead of EMR's default storage "
+              "(xlarge: 2 x 32 GiB, 2xlarge: 4 x 32, 4xlarge: 4 x 64, 8xlarge: 4 x 128). "
+              "Tasks stage what they read there; submit checks it fits.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
               help="Cluster tag (repeatable; replaces config emr.tags).")
 @science_options
@@ -324,12 +326,13 @@ def _estimate(session: Any, config: Config, footprint: Any, max_cost: Optional[f
             raise click.ClickException(f"--max-cost {max_cost:g}: no estimate to compare "
                                        "with, so not launching") from None
         return
-    result = estimate([size for _uri, size in entries],
-                      cluster_groups(emr, spark_resources(emr)),
-                      source_for([uri for uri, _size in entries], config.remote))
+    sizes = [size for _uri, size in entries]
+    groups = cluster_groups(emr, spark_resources(emr))
+    result = estimate(sizes, groups, source_for([uri for uri, _size in entries], config.remote))
     click.echo("estimate (assumptions: halo_lrg/aws/estimate.py):")
     for line in result.lines():
         click.echo(f"  {line}")
+    _check_disks(config, groups, sizes)
     if max_cost is None:
         return
     if result.cost_usd is None:
@@ -339,6 +342,31 @@ def _estimate(session: Any, config: Config, footprint: Any, max_cost: Optional[f
         raise click.ClickException(
             f"estimated cost ${result.cost_usd:,.2f} exceeds --max-cost {max_cost:g}: not "
             "launching (fewer --max-sweeps, a footprint, or a higher --max-cost)")
+
+
+def _check_disks(config: Config, groups: Any, sizes: list[Optional[int]]) -> None:
+    """Print whether the inputs a node's tasks stage at once fit its disks (halo_lrg.aws.
+    disk); refuse (ClickException) when they would not. Pieces are planned as the job plans
+    them: files over run.split_bytes in row ranges, files whole with a checksum list. (An
+    HTTP server that sends no byte ranges makes a split file's tasks stage it whole, which
+    only reading from it reveals: the check assumes the ranges.)"""
+    from halo_lrg.aws.disk import staging_fits, staging_problem
+    from halo_lrg.spark.plan import split_files
+
+    known = [size for size in sizes if size is not None]
+    if not known:
+        click.echo("  disk:    not checked: no input's size is known")
+        return
+    split_bytes = 0 if config.run.checksums else config.run.split_bytes
+    piece = max(p.bytes or 0 for p in split_files(known, split_bytes))
+    fits = staging_fits(groups, piece, config.emr.ebs_gb)
+    for fit in fits:
+        click.echo(f"  disk:    {fit.line()}")
+    if len(known) < len(sizes):
+        click.echo(f"  disk:    {len(sizes) - len(known)} inputs of unknown size not counted")
+    problem = staging_problem(fits)
+    if problem:
+        raise click.ClickException(f"{problem}. Not launching.")
 
 
 @click.command("status", context_settings=CONTEXT_SETTINGS)
