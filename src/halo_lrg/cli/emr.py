@@ -133,7 +133,9 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
          step will run with is resolved: defaults < --config < HALO_LRG_* < flags;
       2. preflight: every check of --preflight (skip with --skip-preflight);
       3. the estimate: input bytes (HEAD of each index entry), cluster shape, time and
-         cost (--max-cost USD refuses to launch above it);
+         cost (--max-cost USD refuses to launch above it), and the nodes' disks: what
+         their tasks stage at once must fit (else it refuses, naming the --ebs-gb that
+         would);
       4. uploads to <code-prefix>/<version>-<digest>/: the wheel, the step scripts, the
          bootstrap script and halo-lrg.toml (the configuration); unchanged objects are
          skipped, a changed one is a new digest;
