@@ -4,6 +4,8 @@ the size that would fit; EMR's volume limits are checked with the other settings
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
@@ -113,3 +115,10 @@ def test_volume_sizes_emr_refuses_are_refused_with_the_other_settings(ebs_gb):
 def test_the_flag_takes_only_sizes_emr_takes():
     result = CliRunner().invoke(main, ["submit", "--ebs-gb", "4", "--dry-run"])
     assert result.exit_code == 2 and "4 is not in the range 5<=x<=1024" in result.output
+
+
+def test_the_readmes_example_is_what_the_default_cluster_prints():
+    emr = emr_settings()
+    (fit,) = staging_fits(cluster_groups(emr, spark_resources(emr)), 1_900_000_000)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"  disk:    {fit.line()}\n" in readme
