@@ -187,12 +187,18 @@ def test_a_bad_wheel_path_is_refused_in_one_line(account, tmp_path):
 
 # --- preflight -------------------------------------------------------------------------------
 
-def test_preflight_runs_only_the_checks(account):
+def test_preflight_runs_the_checks_then_what_submit_refuses_on_and_launches_nothing(account):
     result = invoke("submit", *FLAGS, "--preflight")
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert lines[0].startswith("ok   credentials: as arn:aws:")
-    assert lines[-1] == "preflight: all 9 checks passed"
+    passed = lines.index("preflight: all 9 checks passed")
+    assert lines[passed + 1] == "estimate (assumptions: halo_lrg/aws/estimate.py):"
+    assert lines[-1].startswith("  disk:    core m5.xlarge: 4 tasks x ") and \
+        lines[-1].endswith(": fits")
+    assert keys(account, "code/") == [] and clusters() == []
+    result = invoke("submit", *FLAGS, "--preflight", "--max-cost", "0.01")
+    assert result.exit_code == 1 and "exceeds --max-cost 0.01" in result.output
     assert keys(account, "code/") == [] and clusters() == []
     boto3.client("iam", region_name=REGION).delete_role(RoleName="EMR_DefaultRole")
     result = invoke("submit", *FLAGS, "--preflight")

@@ -95,7 +95,8 @@ def _errors():
               "estimated).")
 @click.option("--preflight", "preflight_only", is_flag=True,
               help="Only run the checks (credentials, roles, release, instance types, "
-              "subnet, index, prefixes); exit 1 if any fails. Uploads and launches nothing.")
+              "subnet, index, prefixes), then the estimate and the nodes' disks (and "
+              "--max-cost): exit 1 where submit would refuse. Uploads and launches nothing.")
 @click.option("--skip-preflight", is_flag=True,
               help="Launch without the checks a normal submit runs first (experts).")
 @click.option("--dry-run", is_flag=True,
@@ -131,7 +132,7 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
     In order:
       1. the settings are checked (placeholders, URIs, sizing) and the configuration the
          step will run with is resolved: defaults < --config < HALO_LRG_* < flags;
-      2. preflight: every check of --preflight (skip with --skip-preflight);
+      2. preflight: the checks of --preflight (skip with --skip-preflight);
       3. the estimate: input bytes (HEAD of each index entry), cluster shape, time and
          cost (--max-cost USD refuses to launch above it), and the nodes' disks: what
          their tasks stage at once must fit (else it refuses, naming the --ebs-gb that
@@ -208,7 +209,7 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
     _check_cluster_readable(config.run.checksums, flagged=checksums is not None)
     emr = config.emr
     if preflight_only and (dry_run or skip_preflight):
-        raise click.UsageError("--preflight runs only the checks: it takes neither "
+        raise click.UsageError("--preflight checks and launches nothing: it takes neither "
                                "--dry-run nor --skip-preflight")
 
     def emit(line: str) -> None:
@@ -218,13 +219,16 @@ def submit_command(ctx: click.Context, region: Optional[str], sweep_index_s3: Op
     try:
         check_settings(emr)
         if preflight_only:
-            checks = _preflight(aws_session(profile, emr.region), config, verbose=True,
+            session = aws_session(profile, emr.region)
+            checks = _preflight(session, config, verbose=True,
                                 wheelhouse=wheelhouse is not None)
             failed = [c for c in checks if not c.ok]
             if failed:
                 raise click.ClickException(f"preflight: {len(failed)} of {len(checks)} "
                                            "checks failed (each FAIL line says how to fix it)")
             click.echo(f"preflight: all {len(checks)} checks passed")
+            if not debug:  # what submit would refuse on next: the cost, the disks
+                _estimate(session, config, footprint, max_cost)
             return
         wheelhouse_prefix = ""
         if wheelhouse is not None:
