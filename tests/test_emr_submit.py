@@ -209,6 +209,12 @@ def test_preflight_runs_the_checks_then_what_submit_refuses_on_and_launches_noth
         "Error: preflight: 1 of 9 checks failed (each FAIL line says how to fix it)")
 
 
+@pytest.mark.parametrize("flag", ["--dry-run", "--skip-preflight"])
+def test_preflight_takes_no_flag_that_contradicts_it(account, flag):
+    result = invoke("submit", *FLAGS, "--preflight", flag)
+    assert result.exit_code == 2 and "--preflight checks and launches nothing" in result.output
+
+
 def test_preflight_asks_a_private_subnet_for_the_internet_only_without_a_wheelhouse(
         account, tmp_path):
     ec2 = boto3.client("ec2", region_name=REGION)
