@@ -106,10 +106,7 @@ def run_case(case: str, path: Path, *args: str, repeat: int = 3) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"case {case} failed:\n{done.stderr[-2000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    summary = dict(results[0])
-    for key, value in results[0].items():  # every scalar timing: the median of the runs
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            summary[key] = statistics.median(r[key] for r in results)
+    summary = median_summary(results)
     print(f"  {case:<15} {summary['seconds']:8.3f} s  {summary['peak_rss_mb']:7.0f} MB RSS",
           flush=True)
     return summary
@@ -126,14 +123,16 @@ def run_pair(case: str, path: Path, first: tuple[str, ...], second: tuple[str, .
         for args in ((first, second) if n % 2 == 0 else (second, first)):
             runs[args].append(run_case(case, path, *args, repeat=1))
     ratios = [b["seconds"] / a["seconds"] for a, b in zip(runs[first], runs[second])]
-    summaries = []
-    for results in runs.values():
-        summary = dict(results[0])
-        for key, value in results[0].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                summary[key] = statistics.median(r[key] for r in results)
-        summaries.append(summary)
-    return summaries[0], summaries[1], ratios
+    return median_summary(runs[first]), median_summary(runs[second]), ratios
+
+
+def median_summary(results: list[dict]) -> dict:
+    """The first run's result with every scalar timing replaced by the median of the runs'."""
+    summary = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            summary[key] = statistics.median(r[key] for r in results)
+    return summary
 
 
 class ThrottledHandler(http.server.SimpleHTTPRequestHandler):
